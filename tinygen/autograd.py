@@ -1,0 +1,161 @@
+"""The autograd engine: `Function` (one node of the graph) and reverse-mode `backward`.
+
+A Function's `forward` and `backward` work on raw arrays (NumPy or CuPy), never on
+Tensors, so gradients are first-order: you can differentiate a loss once, not a gradient.
+The engine walks the graph in an iterative topological order (no recursion limit), hands
+each node the gradient of its output, sums the gradients of tensors used more than once,
+and un-broadcasts every gradient to the shape of the input it belongs to.
+"""
+
+import contextlib
+
+from tinygen.backend import device_of
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled():
+    return _GradMode.enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """`with tg.no_grad():` (or `@tg.no_grad()`) records no graph: for evaluation and sampling."""
+
+    def __enter__(self):
+        self.prev, _GradMode.enabled = _GradMode.enabled, False
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+
+
+class enable_grad(contextlib.ContextDecorator):
+    def __enter__(self):
+        self.prev, _GradMode.enabled = _GradMode.enabled, True
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+
+
+class Function:
+    """One operation in the graph.
+
+    Subclasses write `forward(self, *arrays, **options) -> array` and
+    `backward(self, grad) -> grad or tuple of grads` (one per Tensor input, None where
+    no gradient flows). Whatever backward needs, forward stores on `self`; the engine
+    drops it after backward unless `retain_graph=True`. `self.needs_input_grad[i]` says
+    whether input i wants a gradient, so backward can skip work nobody will use.
+    """
+
+    inputs = ()
+    needs_input_grad = ()
+    freed = False
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        """Run forward on the inputs' arrays and, if any input requires grad, record it."""
+        from tinygen.tensor import Tensor  # tensor.py imports this module
+
+        fn = cls()
+        arrays = [t.data for t in inputs]
+        _check_same_device(cls, arrays)
+        try:
+            out = fn.forward(*arrays, **options)
+        except (ValueError, TypeError, IndexError) as e:
+            shapes = ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in arrays)
+            raise type(e)(f"{cls.__name__.lower()}: {e} (inputs: {shapes})") from None
+        if _GradMode.enabled and any(t.requires_grad for t in inputs):
+            fn.inputs = inputs
+            fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+            return Tensor._make(out, fn)
+        return Tensor._make(out, None)
+
+    def forward(self, *arrays, **options):
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
+    def backward(self, grad):
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    def free(self):
+        """Drop the arrays saved for backward (everything but the graph links)."""
+        inputs = self.inputs
+        self.__dict__.clear()
+        self.inputs, self.freed = inputs, True
+
+
+def _check_same_device(fn, arrays):
+    if len(arrays) > 1:
+        first = type(arrays[0])
+        if any(type(a) is not first for a in arrays):  # cheap test first; scalars differ too
+            devices = [device_of(a) for a in arrays]
+            if len(set(devices)) > 1:
+                raise RuntimeError(f"{fn.__name__.lower()}: expected all tensors on one "
+                                   f"device, got {', '.join(devices)}")
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: the backward of NumPy broadcasting."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return grad.reshape(shape)
+
+
+def _topological_order(root):
+    """Tensors reachable from `root` that need gradients, each after everything it feeds."""
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:
+        t, children_done = stack.pop()
+        if children_done:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        if t._ctx is not None:
+            for parent in t._ctx.inputs:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return reversed(order)
+
+
+def backward(root, grad, retain_graph=False):
+    """Propagate `grad` (an array shaped like root) to every leaf that requires grad."""
+    from tinygen.tensor import Tensor
+
+    grads = {id(root): grad}
+    stored = set()  # arrays already given to a leaf: never alias two leaves' .grad
+    for t in _topological_order(root):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        if t._ctx is None or t._retain_grad:
+            if g.base is not None or id(g) in stored or g is grad:
+                g = g.copy()  # a view or shared array: .grad must own its memory
+            stored.add(id(g))
+            t.grad = Tensor._make(g, None) if t.grad is None else Tensor._make(
+                t.grad.data + g, None)
+        fn = t._ctx
+        if fn is None:
+            continue
+        if fn.freed:
+            raise RuntimeError(
+                f"backward through {type(fn).__name__} a second time: its saved arrays were "
+                "freed by the first backward; pass retain_graph=True to the first call")
+        gxs = fn.backward(g)
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        for x, gx in zip(fn.inputs, gxs):
+            if gx is None or not x.requires_grad:
+                continue
+            gx = unbroadcast(gx, x.data.shape)
+            prev = grads.get(id(x))
+            grads[id(x)] = gx if prev is None else prev + gx
+        if not retain_graph:
+            fn.free()
+

@@ -1,0 +1,71 @@
+"""Ops that move or select elements without arithmetic: reshape, permute, expand,
+indexing and concatenation."""
+
+from tinygen.autograd import Function
+from tinygen.backend import get_array_module
+
+
+class Reshape(Function):
+    def forward(self, x, shape):
+        self.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, grad):
+        return grad.reshape(self.shape)
+
+
+class Permute(Function):
+    def forward(self, x, axes):
+        self.axes = axes
+        return x.transpose(axes)
+
+    def backward(self, grad):
+        inverse = [0] * len(self.axes)
+        for i, a in enumerate(self.axes):
+            inverse[a] = i
+        return grad.transpose(inverse)
+
+
+class Expand(Function):
+    """Broadcast to a bigger shape (a view); the engine sums the gradient back down."""
+
+    def forward(self, x, shape):
+        return get_array_module(x).broadcast_to(x, shape)
+
+    def backward(self, grad):
+        return grad
+
+
+def _is_basic(index):
+    """True for slices, ints, None and Ellipsis only: then no element is picked twice."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+
+
+class GetItem(Function):
+    def forward(self, x, index):
+        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        return x[index]
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        gx = xp.zeros(self.shape, dtype=self.dtype)
+        if _is_basic(self.index):
+            gx[self.index] = grad
+        else:  # integer arrays may repeat an index: add every copy's gradient, don't overwrite
+            xp.add.at(gx, self.index, grad)
+        return gx
+
+
+class Cat(Function):
+    def forward(self, *xs, axis=0):
+        self.axis = axis
+        self.splits = []
+        total = 0
+        for x in xs[:-1]:
+            total += x.shape[axis]
+            self.splits.append(total)
+        return get_array_module(xs[0]).concatenate(xs, axis=axis)
+
+    def backward(self, grad):
+        return tuple(get_array_module(grad).split(grad, self.splits, axis=self.axis))

@@ -1,0 +1,66 @@
+"""Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019).
+
+Updates run in place on the parameter arrays and moment buffers, with Python-float
+coefficients so float32 stays float32 and no step allocates more than two temporaries.
+"""
+
+import math
+
+from tinygen.backend import get_array_module
+from tinygen.optim.optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam. weight_decay here is the classic L2 penalty added to the gradient; use AdamW
+    for decoupled weight decay (what GPT training uses)."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    def step(self):
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
+                                           group["weight_decay"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g, x = p.grad.data, p.data
+                xp = get_array_module(x)
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {"step": 0, "exp_avg": xp.zeros_like(x),
+                                             "exp_avg_sq": xp.zeros_like(x)}
+                state["step"] += 1
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                if wd and self.decoupled:
+                    x *= 1.0 - lr * wd                 # AdamW: shrink the weights directly
+                elif wd:
+                    g = g + wd * x                     # Adam: L2 penalty in the gradient
+                m *= beta1                             # m = β1 m + (1 - β1) g
+                m += (1.0 - beta1) * g
+                v *= beta2                             # v = β2 v + (1 - β2) g²
+                tmp = g * g
+                tmp *= 1.0 - beta2
+                v += tmp
+                # x -= lr / (1 - β1^t) * m / (sqrt(v / (1 - β2^t)) + eps)
+                denom = xp.sqrt(v, out=tmp)
+                denom *= 1.0 / math.sqrt(1.0 - beta2 ** t)
+                denom += eps
+                update = xp.divide(m, denom, out=denom)
+                update *= lr / (1.0 - beta1 ** t)
+                x -= update
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: x ← x - lr·wd·x, then the Adam step. Put biases,
+    norms and embeddings in a group with weight_decay=0 to exempt them (as nanoGPT does)."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

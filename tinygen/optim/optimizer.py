@@ -1,0 +1,75 @@
+"""The Optimizer base class: parameter groups, per-parameter state, state_dict."""
+
+from tinygen.backend import to_device, to_numpy
+from tinygen.tensor import Tensor
+
+
+class Optimizer:
+    """Holds `param_groups` (each a dict of hyperparameters plus "params") and `state`
+    (per parameter: step counts and moment buffers). Subclasses write `step()`."""
+
+    def __init__(self, params, defaults):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups = []
+        for g in groups:
+            unknown = set(g) - set(defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"{type(self).__name__}: unknown option(s) {sorted(unknown)} "
+                                 "in a parameter group")
+            group = {**defaults, **g, "params": list(g["params"])}
+            for p in group["params"]:
+                if not isinstance(p, Tensor) or not p.requires_grad:
+                    raise TypeError(f"{type(self).__name__}: can only optimise tensors that "
+                                    "require grad")
+            self.param_groups.append(group)
+        self.state = {}  # Parameter -> dict
+
+    def zero_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self):
+        raise NotImplementedError(f"{type(self).__name__} must define step")
+
+    def _params(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self):
+        """PyTorch's layout: state keyed by the parameter's position across all groups,
+        and the groups' hyperparameters with "params" as those positions."""
+        index = {id(p): i for i, p in enumerate(self._params())}
+        state = {index[id(p)]: {k: (Tensor._make(v, None) if hasattr(v, "shape") else v)
+                                for k, v in s.items()}
+                 for p, s in self.state.items()}
+        groups = [{**{k: v for k, v in g.items() if k != "params"},
+                   "params": [index[id(p)] for p in g["params"]]} for g in self.param_groups]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        params = self._params()
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                len(g["params"]) != len(own["params"])
+                for g, own in zip(groups, self.param_groups)):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved parameter "
+                             "groups do not match this optimizer's")
+        for g, own in zip(groups, self.param_groups):
+            own.update({k: (tuple(v) if isinstance(v, list) else v)
+                        for k, v in g.items() if k != "params"})
+        self.state = {}
+        for i, s in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[p] = {k: self._array(v, p) for k, v in s.items()}
+
+    @staticmethod
+    def _array(value, p):
+        if isinstance(value, Tensor):
+            value = value.data
+        if hasattr(value, "shape") and value.shape == p.shape:
+            return to_device(to_numpy(value), p.device).astype(p.dtype)
+        return value
