@@ -1,0 +1,182 @@
+"""GPT training step (forward, backward, grad clip, AdamW) in tinygen and PyTorch.
+
+Both libraries train the same model from the same weights on the same batches. Each runs
+in its own subprocess, so its peak memory (max RSS) is its own, and the two alternate
+for a few rounds so that machine noise hits both alike. Prints ms/iter, tokens/s, peak
+memory and the tinygen/PyTorch ratio for each config.
+
+    python benchmarks/gpt.py                      # both nanoGPT configs on the CPU
+    python benchmarks/gpt.py --config cpu --rounds 3 --iters 20
+    python benchmarks/gpt.py --device cuda        # on a GPU (batch 64 for the big config)
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+CONFIGS = {  # nanoGPT's CPU config and its shakespeare-char config
+    "cpu": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch": 12},
+    "shakespeare-char": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256,
+                         "batch": 8, "batch_cuda": 64},
+}
+VOCAB = 65
+
+
+def batches(cfg, n, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (n, cfg["batch"], cfg["block_size"])
+    return rng.integers(0, VOCAB, shape), rng.integers(0, VOCAB, shape)
+
+
+def run_tinygen(cfg, weights, iters, device):
+    import tinygen as tg
+    from tinygen.models.gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=VOCAB, dropout=0.0, bias=True, **model_args(cfg)))
+    model.load_state_dict(tg.load(weights))
+    model.to(device)
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+    xs, ys = batches(cfg, iters)
+    xs, ys = tg.tensor(xs, device=device), tg.tensor(ys, device=device)
+
+    def step(i):
+        _, loss = model(xs[i].data, ys[i].data)
+        opt.zero_grad()
+        loss.backward()
+        tg.optim.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    return timed(step, iters, lambda: tg.backend.synchronize(device))
+
+
+def run_torch(cfg, weights, iters, device):
+    import torch
+
+    import tinygen as tg
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_gpt import TorchGPT
+
+    model = TorchGPT(VOCAB, **model_args(cfg))
+    state = {k: torch.from_numpy(v.numpy()) for k, v in tg.load(weights).items()}
+    model.load_state_dict(state)
+    model.to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99))
+    xs, ys = (torch.from_numpy(a).to(device) for a in batches(cfg, iters))
+
+    def step(i):
+        _, loss = model(xs[i], ys[i])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss.item()
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return timed(step, iters, sync)
+
+
+def model_args(cfg):
+    return {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+
+
+def timed(step, iters, sync):
+    warmup = 3
+    losses = [step(i) for i in range(warmup)]
+    sync()
+    times = []
+    for i in range(warmup, iters):
+        t0 = time.perf_counter()
+        losses.append(step(i))
+        sync()
+        times.append(time.perf_counter() - t0)
+    return {"ms": 1000 * float(np.median(times)), "losses": losses,
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def child(args):
+    """Runs inside the subprocess: one library, one config; prints a JSON line."""
+    cfg = dict(CONFIGS[args.config])
+    if args.device == "cuda" and "batch_cuda" in cfg:
+        cfg["batch"] = cfg["batch_cuda"]
+    run = run_tinygen if args.lib == "tinygen" else run_torch
+    print(json.dumps(run(cfg, args.weights, args.iters, args.device)))
+
+
+def spawn(lib, args, config, weights):
+    cmd = [sys.executable, __file__, "--child", lib, "--config", config, "--weights",
+           weights, "--iters", str(args.iters), "--device", args.device]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{lib} run failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iters", type=int, default=0, help="steps per run (0: by config)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs per library")
+    parser.add_argument("--child", choices=["tinygen", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.lib = args.child
+        return child(args)
+
+    import tinygen as tg
+    from tinygen.models.gpt import GPT, GPTConfig
+    try:
+        import torch
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
+          f"numpy {np.__version__}; torch {torch.__version__ if have_torch else 'not installed'}")
+    print(f"{'config':18s} {'lib':8s} {'ms/iter':>9s} {'tokens/s':>9s} {'peak MiB':>9s} "
+          f"{'loss@0':>7s} {'ratio':>6s}")
+    configs = list(CONFIGS) if args.config == "all" else [args.config]
+    for name in configs:
+        cfg = CONFIGS[name]
+        iters = args.iters or (30 if name == "cpu" else 8)
+        args.iters = iters
+        batch = cfg["batch_cuda"] if args.device == "cuda" and "batch_cuda" in cfg else cfg[
+            "batch"]
+        tg.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=VOCAB, **model_args(cfg)))
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = os.path.join(tmp, "weights.safetensors")
+            tg.save(model.state_dict(), weights)
+            libs = ["tinygen", "torch"] if have_torch else ["tinygen"]
+            results = {lib: [] for lib in libs}
+            for _ in range(args.rounds):
+                for lib in libs:
+                    results[lib].append(spawn(lib, args, name, weights))
+        best = {lib: min(rs, key=lambda r: r["ms"]) for lib, rs in results.items()}
+        for lib, r in best.items():
+            ratio = r["ms"] / best["torch"]["ms"] if have_torch else float("nan")
+            tokens = batch * cfg["block_size"] / (r["ms"] / 1000)
+            print(f"{name:18s} {lib:8s} {r['ms']:9.1f} {tokens:9.0f} {r['peak_mib']:9.0f} "
+                  f"{r['losses'][0]:7.4f} {ratio if lib == 'tinygen' else 1.0:6.2f}")
+        if have_torch:
+            mem = best["tinygen"]["peak_mib"] / best["torch"]["peak_mib"]
+            print(f"{name:18s} tinygen/torch: time {best['tinygen']['ms'] / best['torch']['ms']:.2f}x"
+                  f", peak memory {mem:.2f}x")
+        args.iters = 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reference models: GPT (more to come: VAE, GAN, CLIP, DALL-E-style)."""

@@ -1,0 +1,209 @@
+"""GPT: a decoder-only transformer language model (Radford et al. 2018, 2019).
+
+The structure, names and initialisation follow nanoGPT's `model.py`, so a state_dict
+lines up with nanoGPT's key for key (`transformer.h.0.attn.c_attn.weight` ...).
+Read in order: attention, MLP, Block, config, GPT, sampling.
+Shapes: B batch, T time, C = n_embd channels, nh heads, hs = C / nh head size, V vocab.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinygen import nn
+from tinygen.autograd import no_grad
+from tinygen.backend import get_array_module
+from tinygen.nn import functional as F
+from tinygen.random import generator
+from tinygen.tensor import Tensor, cat
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        assert config.n_embd % config.n_head == 0, "n_embd must divide into n_head heads"
+        # q, k and v for all heads in one projection: one [C, 3C] matmul instead of three
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+
+    def forward(self, x, cache=None):
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        qkv = self.c_attn(x).reshape(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # [3, B, nh, T, hs]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if cache is not None:  # generation: append this step's keys/values to the past ones
+            if "k" in cache:
+                k, v = cat([cache["k"], k], axis=2), cat([cache["v"], v], axis=2)
+            cache["k"], cache["v"] = k, v
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, training=self.training,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.permute(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config):
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 256   # longest context the model sees (learned positions)
+    vocab_size: int = 65    # number of token ids
+    n_layer: int = 6        # transformer blocks
+    n_head: int = 6         # attention heads per block
+    n_embd: int = 384       # channels of the residual stream
+    dropout: float = 0.0    # dropout probability in training (0 for small data / CPU)
+    bias: bool = True       # biases in Linear and LayerNorm (GPT-2 has them)
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        self.config = config
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(config.vocab_size, config.n_embd),
+            "wpe": nn.Embedding(config.block_size, config.n_embd),
+            "drop": nn.Dropout(config.dropout),
+            "h": nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+        })
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # weight tying (Press & Wolf 2017): the output layer reuses the token embedding
+        self.transformer.wte.weight = self.lm_head.weight
+        self._init_weights()
+
+    def _init_weights(self):
+        """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and residual projections
+        scaled by 1/sqrt(2 n_layer) so the residual stream's variance does not grow."""
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if name.endswith("c_proj"):
+                nn.init.normal_(module.weight, 0.0, 0.02 / math.sqrt(2 * self.config.n_layer))
+
+    def forward(self, idx, targets=None, caches=None):
+        """idx [B, T] token ids -> (logits, loss). With targets [B, T], logits are [B, T, V]
+        and loss is the mean cross-entropy; without, only the last position's logits
+        [B, 1, V] are computed (all that sampling needs). `caches` (one dict per layer)
+        turns on the KV cache: idx is then only the new tokens after the cached ones."""
+        idx = idx.data if isinstance(idx, Tensor) else idx
+        B, T = idx.shape
+        start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
+        if start + T > self.config.block_size:
+            raise ValueError(f"GPT: {start + T} positions exceed block_size "
+                             f"{self.config.block_size}")
+        pos = get_array_module(idx).arange(start, start + T)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # [B, T, C] + [T, C]
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if caches is None else caches[i])
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None               # [B, 1, V]
+        logits = self.lm_head(x)                                   # [B, T, V]
+        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)
+                               if hasattr(targets, "reshape") else targets, ignore_index=-1)
+        return logits, loss
+
+    def load_state_dict(self, state_dict, strict=True):
+        # nanoGPT checkpoints made without flash attention also hold the causal mask as a
+        # buffer named attn.bias; it is not a weight, so skip it (as nanoGPT itself does)
+        state = {k: v for k, v in state_dict.items()
+                 if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        return super().load_state_dict(state, strict)
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
+        """AdamW with weight decay on matrices only: biases and LayerNorm gains (1-D) are
+        exempt, as in nanoGPT. (The tied embedding is a matrix and is decayed, as there.)"""
+        from tinygen import optim
+
+        params = self.parameters()
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+    @no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                 use_cache=True):
+        """Append max_new_tokens sampled tokens to idx [B, T]; returns the ids [B, T + n].
+
+        With use_cache=True each step feeds only the newest token and reuses the keys and
+        values of earlier ones (the KV cache). Once the sequence outgrows block_size the
+        learned positions of a sliding window change every step, so from then on each step
+        recomputes the last block_size tokens, exactly as generation without a cache does.
+        Both ways give the same tokens for the same seed.
+        """
+        was_training = self.training
+        self.eval()
+        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
+        xp = get_array_module(self.lm_head.weight.data)
+        idx = xp.asarray(idx)
+        block = self.config.block_size
+        caches = None
+        for _ in range(max_new_tokens):
+            if use_cache and idx.shape[1] <= block:
+                if caches is None:  # first step: run the whole prompt, filling the caches
+                    caches = [{} for _ in self.transformer.h]
+                    logits, _ = self(idx, caches=caches)
+                else:
+                    logits, _ = self(idx[:, -1:], caches=caches)
+            else:
+                logits, _ = self(idx[:, -block:])
+            next_id = sample(logits.data[:, -1, :], temperature, top_k, top_p)
+            idx = xp.concatenate([idx, next_id[:, None]], axis=1)
+        self.train(was_training)
+        return idx
+
+
+def sample(logits, temperature=1.0, top_k=None, top_p=None):
+    """Draw one token id per row of logits [B, V] (an array) with the global generator.
+    temperature 0 means greedy; top_k keeps the k largest logits; top_p keeps the smallest
+    set of tokens whose probability adds up to at least p (nucleus sampling)."""
+    xp = get_array_module(logits)
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    logits = logits.astype(xp.float64) / temperature
+    if top_k is not None:
+        kth = xp.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1]), None]
+        logits = xp.where(logits < kth, -xp.inf, logits)
+    probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    if top_p is not None:
+        order = xp.argsort(-probs, axis=-1)
+        sorted_probs = xp.take_along_axis(probs, order, axis=-1)
+        # drop a token when the tokens more likely than it already reach top_p
+        drop_sorted = (xp.cumsum(sorted_probs, axis=-1) - sorted_probs) >= top_p
+        drop = xp.zeros_like(drop_sorted)
+        xp.put_along_axis(drop, order, drop_sorted, axis=-1)
+        probs = xp.where(drop, 0.0, probs)
+        probs /= probs.sum(axis=-1, keepdims=True)
+    u = generator(_device(logits)).random((probs.shape[0], 1))
+    # inverse-CDF sampling: the first token whose cumulative probability exceeds u
+    return xp.minimum((xp.cumsum(probs, axis=-1) <= u).sum(axis=-1), probs.shape[-1] - 1)
+
+
+def _device(array):
+    return "cpu" if get_array_module(array) is np else "cuda"
