@@ -46,6 +46,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
             flat[i] = orig
             numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
         err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
+        err[~np.isfinite(err)] = np.inf  # a NaN gradient fails too
         if err.size and err.max() > 0:
             i = np.unravel_index(err.argmax(), err.shape)
             raise AssertionError(

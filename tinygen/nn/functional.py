@@ -88,8 +88,13 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
 
 
 def nll_loss(log_probs, target):
+    """Mean of -log_probs[target] for log-probabilities [N, V] (or [..., V])."""
     target = _class_indices(target, "nll_loss")
-    return -log_probs[get_array_module(target).arange(len(target)), target].mean()
+    if tuple(target.shape) != log_probs.shape[:-1]:
+        raise ValueError(f"nll_loss: log_probs {log_probs.shape} need targets of shape "
+                         f"{log_probs.shape[:-1]}, got {tuple(target.shape)}")
+    flat, target = log_probs.reshape(-1, log_probs.shape[-1]), target.reshape(-1)
+    return -flat[get_array_module(target).arange(len(target)), target].mean()
 
 
 def mse_loss(input, target, reduction="mean"):

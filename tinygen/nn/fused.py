@@ -10,7 +10,7 @@ import math
 from typing import ClassVar
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, index_add
 
 
 class Linear(Function):
@@ -201,10 +201,8 @@ class Embedding(Function):
         return weight[idx]
 
     def backward(self, grad):
-        xp = get_array_module(grad)
-        gw = xp.zeros(self.shape, dtype=self.dtype)
-        xp.add.at(gw, self.idx.reshape(-1), grad.reshape(-1, self.shape[1]))
-        return gw
+        gw = get_array_module(grad).zeros(self.shape, dtype=self.dtype)
+        return index_add(gw, self.idx.reshape(-1), grad.reshape(-1, self.shape[1]))
 
 
 class Dropout(Function):

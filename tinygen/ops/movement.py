@@ -2,7 +2,7 @@
 indexing and concatenation."""
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, index_add
 
 
 class Reshape(Function):
@@ -50,10 +50,13 @@ class GetItem(Function):
     def backward(self, grad):
         xp = get_array_module(grad)
         gx = xp.zeros(self.shape, dtype=self.dtype)
-        if _is_basic(self.index):
-            gx[self.index] = grad
+        index = self.index
+        if _is_basic(index):
+            gx[index] = grad
+        elif hasattr(index, "dtype") and index.dtype.kind in "iu":  # x[idx]: rows, repeats add
+            index_add(gx, index.reshape(-1) % self.shape[0], grad.reshape(-1, *self.shape[1:]))
         else:  # integer arrays may repeat an index: add every copy's gradient, don't overwrite
-            xp.add.at(gx, self.index, grad)
+            xp.add.at(gx, index, grad)
         return gx
 
 

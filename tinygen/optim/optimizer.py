@@ -9,12 +9,16 @@ class Optimizer:
     (per parameter: step counts and moment buffers). Subclasses write `step()`."""
 
     def __init__(self, params, defaults):
+        if isinstance(params, Tensor):
+            raise TypeError(f"{type(self).__name__}: expects an iterable of tensors or of "
+                            "parameter-group dicts, got a single Tensor")
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
         self.param_groups = []
+        seen = set()
         for g in groups:
             unknown = set(g) - set(defaults) - {"params"}
             if unknown:
@@ -25,6 +29,10 @@ class Optimizer:
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     raise TypeError(f"{type(self).__name__}: can only optimise tensors that "
                                     "require grad")
+                if id(p) in seen:
+                    raise ValueError(f"{type(self).__name__}: a parameter appears in more "
+                                     "than one group (it would be updated twice per step)")
+                seen.add(id(p))
             self.param_groups.append(group)
         self.state = {}  # Parameter -> dict
 

@@ -1,0 +1,555 @@
+"""The functions of tinygen.nn.functional, fused or composed.
+
+Every function here is checked four ways, from one table of cases:
+  (a) its gradient against float64 central differences (tg.gradcheck),
+  (b) its output AND input gradients against the same function written as a chain of
+      primitive Tensor ops (for the fused ones: the composition it replaces),
+  (c) float32 in gives float32 out and float32 gradients, close to the float64 answer,
+  (d) the same result on every backend present (CuPy only where there is a GPU).
+Then come the numerical-stability checks and the bad-input errors.
+Shapes are drawn by hypothesis and kept small: gradcheck runs two forwards per element.
+"""
+
+import math
+from functools import partial
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygen as tg
+import tinygen.nn.functional as F
+from tinygen.backend import to_device
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not tg.cuda_available(), reason="no GPU"))]
+
+SLOPE = 0.01  # leaky_relu's negative slope
+
+
+# ---- building inputs ----------------------------------------------------------------------
+class Env:
+    """Draws a case's sizes and data, and makes its tensors on one dtype and device.
+
+    Everything random comes from `draw` (hypothesis), and arrays are generated from drawn
+    seeds, so `replay` rebuilds exactly the same case in another dtype or on another device.
+    """
+
+    def __init__(self, draw, dtype=np.float64, device="cpu"):
+        self._draw, self.dtype, self.device = draw, dtype, device
+        self.drawn = []
+
+    def draw(self, strategy):
+        value = self._draw(strategy)
+        self.drawn.append(value)
+        return value
+
+    def size(self, lo=1, hi=4):
+        return self.draw(st.integers(lo, hi))
+
+    def rng(self):
+        return np.random.default_rng(self.draw(st.integers(0, 2**32 - 1)))
+
+    def normal(self, shape, scale=1.0, min_abs=0.0):
+        """float64 N(0, scale²) data; with min_abs, every |x| >= min_abs (away from kinks)."""
+        a = self.rng().standard_normal(shape) * scale
+        return np.where(a < 0, -1, 1) * (np.abs(a) + min_abs)
+
+    def leaf(self, *shape, scale=1.0, min_abs=0.0):
+        """A tensor that requires grad, on this env's dtype and device."""
+        data = self.normal(shape, scale, min_abs).astype(self.dtype)
+        return tg.tensor(data, device=self.device, requires_grad=True)
+
+    def ints(self, lo, hi, shape):
+        return self.rng().integers(lo, hi, size=shape)
+
+    def const(self, array):
+        """A NumPy array moved to this env's device (floats cast to its dtype)."""
+        array = np.asarray(array)
+        if array.dtype.kind == "f":
+            array = array.astype(self.dtype)
+        return to_device(array, self.device)
+
+
+def replay(env, dtype=np.float64, device="cpu"):
+    drawn = iter(env.drawn)
+    return Env(lambda strategy: next(drawn), dtype=dtype, device=device)
+
+
+# ---- the cases: each returns (leaves, fused, composed) ------------------------------------
+# `fused` is the library function; `composed` the same maths from primitive Tensor ops.
+# Both take the leaves positionally; constants (targets, masks) are bound in the closures.
+
+def linear_case(env, bias, ndim):
+    lead = [env.size() for _ in range(ndim - 1)]
+    c_in, c_out = env.size(), env.size()
+    leaves = [env.leaf(*lead, c_in), env.leaf(c_out, c_in)]
+    if bias:
+        leaves.append(env.leaf(c_out))
+
+    def composed(x, w, b=None):
+        out = x @ w.transpose(-1, -2)
+        return out if b is None else out + b
+
+    return leaves, F.linear, composed
+
+
+def gelu_case(env):
+    x = env.leaf(*[env.size() for _ in range(env.size(1, 3))], scale=2.0)
+
+    def composed(x):
+        return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)).tanh())
+
+    return [x], F.gelu, composed
+
+
+def layer_norm_case(env, affine):
+    shape = [env.size() for _ in range(env.size(0, 2))] + [env.size(2, 5)]
+    C, eps = shape[-1], 1e-5
+    leaves = [env.leaf(*shape)] + [env.leaf(C) for _ in range({"wb": 2, "w": 1, "": 0}[affine])]
+
+    def fused(x, w=None, b=None):
+        return F.layer_norm(x, (C,), w, b, eps)
+
+    def composed(x, w=None, b=None):
+        out = (x - x.mean(-1, keepdims=True)) / (x.var(-1, keepdims=True) + eps).sqrt()
+        out = out if w is None else out * w
+        return out if b is None else out + b
+
+    return leaves, fused, composed
+
+
+def cross_entropy_case(env, reduction, ndim):
+    lead = tuple(env.size() for _ in range(ndim - 1))
+    V = env.size(2, 5)
+    target = env.ints(0, V, lead)
+    target[env.rng().random(lead) < 0.3] = -1  # some entries are ignored
+    target.reshape(-1)[0] = V - 1              # and at least one is not
+    valid = target != -1
+    N = target.size
+
+    def fused(logits):
+        return F.cross_entropy(logits, env.const(target), ignore_index=-1, reduction=reduction)
+
+    def composed(logits):
+        logp = logits.reshape(N, V).log_softmax(-1)
+        picked = logp[env.const(np.arange(N)), env.const(np.where(valid, target, 0).ravel())]
+        losses = -picked * env.const(valid.ravel().astype(np.float64))
+        if reduction == "none":
+            return losses.reshape(lead)
+        return losses.sum() / (int(valid.sum()) if reduction == "mean" else 1)
+
+    return [env.leaf(*lead, V, scale=2.0)], fused, composed
+
+
+def attention_case(env, causal=False, kv_cache=False, mask=None, scale=None, dropout_p=0.0):
+    B, nh, Tk, hs = env.size(1, 2), env.size(1, 2), env.size(1, 4), env.size(1, 3)
+    Tq = env.size(1, Tk) if kv_cache else Tk
+    leaves = [env.leaf(B, nh, Tq, hs), env.leaf(B, nh, Tk, hs), env.leaf(B, nh, Tk, hs)]
+    allowed = np.ones((Tq, Tk), dtype=bool)
+    if causal:  # query i sits at position Tk - Tq + i and sees keys up to there
+        allowed &= np.arange(Tk)[None, :] <= np.arange(Tq)[:, None] + (Tk - Tq)
+    attn_mask = additive = None
+    if mask == "bool":
+        keep = env.rng().random((B, 1, Tq, Tk)) < 0.7
+        keep[..., 0] = True  # every query sees at least one key
+        allowed = allowed & keep
+        attn_mask = tg.tensor(env.const(keep))  # a Tensor mask works as well as an array
+    elif mask == "float":
+        attn_mask = additive = env.const(env.normal((Tq, Tk)))
+
+    seed = env.draw(st.integers(0, 2**16))
+    if dropout_p:  # the dropout mask that `fused` will draw, scaled by 1/(1-p)
+        tg.manual_seed(seed)
+        ones = tg.ones(B, nh, Tq, Tk, dtype=env.dtype, device=env.device)
+        keep_att = tg.tensor(F.dropout(ones, dropout_p).data)
+
+    def fused(q, k, v):
+        tg.manual_seed(seed)  # the same dropout mask on every call
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
+                                              scale=scale, dropout_p=dropout_p)
+
+    def composed(q, k, v):
+        att = (q @ k.transpose(-1, -2)) * (1 / math.sqrt(hs) if scale is None else scale)
+        if additive is not None:
+            att = att + tg.tensor(additive)
+        att = att.masked_fill(env.const(~allowed), float("-inf")).softmax(-1)
+        return (att * keep_att if dropout_p else att) @ v
+
+    return leaves, fused, composed
+
+
+def softmax_case(env, log):
+    ndim = env.size(1, 3)
+    x = env.leaf(*[env.size() for _ in range(ndim)], scale=2.0)
+    axis = env.draw(st.integers(-ndim, ndim - 1))
+
+    def fused(x):
+        return F.log_softmax(x, axis=axis) if log else F.softmax(x, axis=axis)
+
+    def composed(x):
+        shifted = x - x.max(axis, keepdims=True).detach()
+        if log:
+            return shifted - shifted.exp().sum(axis, keepdims=True).log()
+        e = shifted.exp()
+        return e / e.sum(axis, keepdims=True)
+
+    return [x], fused, composed
+
+
+def embedding_case(env):
+    V, C = env.size(1, 5), env.size(1, 3)
+    idx = env.ints(0, V, (env.size(1, 2), V + 1))  # more lookups than rows: repeats
+    one_hot = np.eye(V)[idx]                          # [B, T, V]
+
+    def fused(w):
+        return F.embedding(env.const(idx), w)
+
+    def composed(w):
+        return tg.tensor(env.const(one_hot)) @ w      # [B, T, V] @ [V, C] -> [B, T, C]
+
+    return [env.leaf(V, C)], fused, composed
+
+
+def dropout_case(env):
+    p = env.draw(st.sampled_from([0.1, 0.5, 0.8]))
+    seed = env.draw(st.integers(0, 2**16))
+    x = env.leaf(env.size(1, 3), env.size(1, 6), min_abs=0.1)
+
+    def fused(x):
+        tg.manual_seed(seed)  # the same mask on every call, so gradcheck can perturb x
+        return F.dropout(x, p, training=True)
+
+    tg.manual_seed(seed)
+    ones = tg.ones(*x.shape, dtype=x.dtype, device=x.device)
+    mask = F.dropout(ones, p, training=True).data  # the mask that `fused` will draw
+
+    def composed(x):
+        return x * tg.tensor(mask)
+
+    return [x], fused, composed
+
+
+def mse_case(env):
+    shape = [env.size() for _ in range(env.size(1, 2))]
+    return ([env.leaf(*shape), env.leaf(*shape)], F.mse_loss,
+            lambda x, y: ((x - y) ** 2).mean())
+
+
+def bce_case(env):
+    shape = [env.size() for _ in range(env.size(1, 2))]
+    logits = env.leaf(*shape, scale=3.0)
+    target = tg.tensor(env.const(env.rng().random(shape)), requires_grad=True)
+
+    def composed(x, y):  # the naive formula, fine at moderate logits
+        return -(y * x.sigmoid().log() + (1 - y) * (1 - x.sigmoid()).log()).mean()
+
+    return [logits, target], F.binary_cross_entropy_with_logits, composed
+
+
+def leaky_relu_case(env):
+    x = env.leaf(*[env.size() for _ in range(env.size(1, 3))], min_abs=0.1)
+    return ([x], lambda x: F.leaky_relu(x, SLOPE),
+            lambda x: tg.where(x.data > 0, x, x * SLOPE))
+
+
+def nll_case(env):
+    N, V = env.size(), env.size(2, 5)
+    target = env.ints(0, V, (N,))
+
+    def fused(logits):
+        return F.nll_loss(logits.log_softmax(-1), env.const(target))
+
+    def composed(logits):  # nll of log_softmax is cross-entropy
+        return F.cross_entropy(logits, env.const(target))
+
+    return [env.leaf(N, V)], fused, composed
+
+
+CASES = {
+    "linear-bias-2d": partial(linear_case, bias=True, ndim=2),
+    "linear-nobias-2d": partial(linear_case, bias=False, ndim=2),
+    "linear-bias-3d": partial(linear_case, bias=True, ndim=3),
+    "linear-nobias-3d": partial(linear_case, bias=False, ndim=3),
+    "gelu": gelu_case,
+    "layer_norm-weight-bias": partial(layer_norm_case, affine="wb"),
+    "layer_norm-weight": partial(layer_norm_case, affine="w"),
+    "layer_norm-plain": partial(layer_norm_case, affine=""),
+    **{f"cross_entropy-{r}-{n}d": partial(cross_entropy_case, reduction=r, ndim=n)
+       for r in ("mean", "sum", "none") for n in (2, 3)},
+    "attention": attention_case,
+    "attention-causal": partial(attention_case, causal=True),
+    "attention-causal-kv_cache": partial(attention_case, causal=True, kv_cache=True),
+    "attention-bool_mask": partial(attention_case, mask="bool"),
+    "attention-causal-bool_mask": partial(attention_case, causal=True, kv_cache=True,
+                                          mask="bool"),
+    "attention-float_mask": partial(attention_case, mask="float", kv_cache=True),
+    "attention-scale": partial(attention_case, causal=True, scale=0.3),
+    "attention-dropout": partial(attention_case, causal=True, dropout_p=0.3),
+    "softmax": partial(softmax_case, log=False),
+    "log_softmax": partial(softmax_case, log=True),
+    "embedding": embedding_case,
+    "dropout": dropout_case,
+    "mse_loss": mse_case,
+    "binary_cross_entropy_with_logits": bce_case,
+    "leaky_relu": leaky_relu_case,
+    "nll_loss": nll_case,
+}
+
+
+def run(fn, leaves, seed=0):
+    """fn's output and the gradients of sum(out * w) for fixed random weights w."""
+    for t in leaves:
+        t.grad = None
+    out = fn(*leaves)
+    w = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
+    (out * tg.tensor(to_device(w, out.device))).sum().backward()
+    grads = [np.zeros(t.shape) if t.grad is None else t.grad.numpy() for t in leaves]
+    return out, grads
+
+
+# ---- (a) gradients against central differences ---------------------------------------------
+@pytest.mark.parametrize("name", list(CASES))
+@settings(deadline=None)
+@given(data=st.data())
+def test_gradcheck(name, data):
+    leaves, fused, _ = CASES[name](Env(data.draw))
+    assert tg.gradcheck(fused, leaves)
+    for t in leaves:  # gradcheck's comparison lets a NaN gradient through; catch it here
+        assert t.grad is None or np.isfinite(t.grad.numpy()).all()
+
+
+# ---- (b) fused == composition, forward and backward ---------------------------------------
+@pytest.mark.parametrize("name", list(CASES))
+@settings(deadline=None)
+@given(data=st.data())
+def test_equals_composition(name, data):
+    leaves, fused, composed = CASES[name](Env(data.draw))
+    out, grads = run(fused, leaves)
+    want, want_grads = run(composed, leaves)
+    assert out.shape == want.shape
+    np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-9, atol=1e-12)
+    for g, want_g in zip(grads, want_grads):
+        np.testing.assert_allclose(g, want_g, rtol=1e-9, atol=1e-12)
+
+
+# ---- (c) float32 stays float32 --------------------------------------------------------------
+@pytest.mark.parametrize("name", list(CASES))
+@settings(deadline=None)
+@given(data=st.data())
+def test_float32_in_float32_out(name, data):
+    env64 = Env(data.draw)
+    leaves64, fused, _ = CASES[name](env64)
+    want, want_grads = run(fused, leaves64)
+    leaves, fused, composed = CASES[name](replay(env64, dtype=np.float32))
+    out, grads = run(fused, leaves)
+    assert out.dtype == np.float32, f"{name} returned {out.dtype}"
+    for t in leaves:
+        assert t.grad is None or t.grad.dtype == np.float32, f"{name}: grad {t.grad.dtype}"
+    if "dropout" in name:  # a float32 mask comes from a different stream than a float64 one
+        want, want_grads = run(composed, leaves)
+    # float32 keeps ~7 digits; layer_norm's gradient loses a few more when a row's spread
+    # is small (it scales with 1/std), so the tolerance is on the scale of the largest entry
+    np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+    for g, want_g in zip(grads, want_grads):
+        np.testing.assert_allclose(g, want_g, rtol=1e-3, atol=1e-4 * max(1, np.abs(want_g).max()))
+
+
+# ---- (d) every backend gives the same answer ----------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(CASES))
+@settings(deadline=None, max_examples=5)
+@given(data=st.data())
+def test_same_on_every_device(name, device, data):
+    env = Env(data.draw)
+    leaves, fused, _ = CASES[name](env)
+    want, want_grads = run(fused, leaves)
+    leaves, fused, _ = CASES[name](replay(env, device=device))
+    out, grads = run(fused, leaves)
+    assert out.device == device and all(t.grad.device == device for t in leaves)
+    np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-9, atol=1e-12)
+    for g, want_g in zip(grads, want_grads):
+        np.testing.assert_allclose(g, want_g, rtol=1e-9, atol=1e-12)
+
+
+# ---- numerical stability ------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_stable_at_huge_logits(dtype):
+    logits = tg.tensor(np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], dtype=dtype),
+                       requires_grad=True)
+    loss = F.cross_entropy(logits, np.array([1, 0]), reduction="none")
+    # -log softmax: row 0 misses by 2e4; row 1 by 2e4 + log 2 (two equal winners)
+    np.testing.assert_allclose(loss.numpy(), [2e4, 2e4 + math.log(2)], rtol=1e-6)
+    loss.sum().backward()
+    assert np.isfinite(logits.grad.numpy()).all()
+    np.testing.assert_allclose(logits.grad.numpy(), [[1, -1, 0], [-1, 0.5, 0.5]], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_softmax_stable_at_huge_logits(dtype):
+    x = tg.tensor(np.array([[1e4, -1e4, 1e4 - 1.0]], dtype=dtype), requires_grad=True)
+    out = F.log_softmax(x, axis=-1)
+    lse = math.log(1 + math.exp(-1.0))
+    np.testing.assert_allclose(out.numpy(), [[-lse, -2e4 - lse, -1 - lse]], rtol=1e-6)
+    out.sum().backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    assert np.isfinite(F.softmax(x * 10, axis=-1).numpy()).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_cross_entropy_with_logits_stable(dtype):
+    x = tg.tensor(np.array([100.0, -100.0, 100.0, -100.0], dtype=dtype), requires_grad=True)
+    y = tg.tensor(np.array([1.0, 0.0, 0.0, 1.0], dtype=dtype))
+    loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    np.testing.assert_allclose(loss.numpy(), [0, 0, 100, 100], atol=1e-6)
+    loss.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0, 0, 1, -1], atol=1e-6)
+
+
+def test_cross_entropy_ignores_ignore_index():
+    logits = tg.tensor(np.random.default_rng(0).standard_normal((4, 3)), requires_grad=True)
+    loss = F.cross_entropy(logits, np.array([0, -100, 2, -100]))  # PyTorch's default index
+    want = F.cross_entropy(logits[np.array([0, 2])], np.array([0, 2]))
+    np.testing.assert_allclose(loss.item(), want.item(), rtol=1e-12)
+    loss.backward()
+    np.testing.assert_array_equal(logits.grad.numpy()[[1, 3]], 0)
+    np.testing.assert_allclose(logits.grad.numpy().sum(axis=1), 0, atol=1e-12)
+
+
+# ---- dropout and embedding specifics -------------------------------------------------------
+def test_dropout_reuses_its_mask_and_keeps_the_expected_value():
+    tg.manual_seed(0)
+    p = 0.25
+    x = tg.tensor(np.full((200, 100), 2.0), requires_grad=True)
+    out = F.dropout(x, p, training=True)
+    kept = out.numpy() != 0
+    np.testing.assert_allclose(out.numpy()[kept], 2 / (1 - p))  # inverted dropout
+    assert abs(kept.mean() - (1 - p)) < 0.01
+    assert abs(out.numpy().mean() - 2.0) < 0.03  # E[out] = x
+    out.backward(np.ones(out.shape))
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(kept, 1 / (1 - p), 0))
+
+
+def test_dropout_identity_in_eval_and_at_p0():
+    x = tg.randn(3, 4, requires_grad=True)
+    assert F.dropout(x, 0.5, training=False) is x
+    assert F.dropout(x, 0.0, training=True) is x
+    for p in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="dropout"):
+            F.dropout(x, p)
+
+
+def test_dropout_same_seed_same_mask():
+    x = tg.ones(5, 7)
+    tg.manual_seed(3)
+    a = F.dropout(x, 0.5).numpy()
+    tg.manual_seed(3)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).numpy(), a)
+    assert not np.array_equal(F.dropout(x, 0.5).numpy(), a)  # the next draw differs
+
+
+def test_embedding_scatter_adds_repeated_rows():
+    w = tg.tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    idx = np.array([[1, 3, 1], [1, 0, 3]])
+    out = F.embedding(tg.tensor(idx), w)
+    np.testing.assert_array_equal(out.numpy(), w.numpy()[idx])
+    out.backward(np.ones(out.shape))
+    # row 1 is looked up three times, row 3 twice, row 0 once, row 2 never
+    np.testing.assert_array_equal(w.grad.numpy(), np.array([[1.0], [3], [0], [2]]) * np.ones(3))
+
+
+def test_attention_kv_cache_rows_match_full_causal_attention():
+    """The last Tq rows of full causal attention equal causal attention of just those
+    queries against all Tk keys (what generation with a KV cache computes)."""
+    rng = np.random.default_rng(0)
+    q, k, v = (tg.tensor(rng.standard_normal((2, 3, 5, 4))) for _ in range(3))
+    full = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    for Tq in (1, 2, 5):
+        part = F.scaled_dot_product_attention(q[:, :, 5 - Tq:], k, v, is_causal=True)
+        np.testing.assert_allclose(part.numpy(), full.numpy()[:, :, 5 - Tq:], rtol=1e-12)
+
+
+def test_attention_dropout_only_in_training():
+    rng = np.random.default_rng(2)
+    q, k, v = (tg.tensor(rng.standard_normal((1, 2, 4, 3))) for _ in range(3))
+    plain = F.scaled_dot_product_attention(q, k, v).numpy()
+    off = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5, training=False).numpy()
+    on = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5).numpy()
+    np.testing.assert_array_equal(off, plain)
+    assert not np.allclose(on, plain)
+
+
+def test_attention_bool_mask_equals_additive_mask():
+    rng = np.random.default_rng(1)
+    q, k, v = (tg.tensor(rng.standard_normal((1, 2, 3, 4))) for _ in range(3))
+    keep = np.tril(np.ones((3, 3), dtype=bool))
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    b = F.scaled_dot_product_attention(q, k, v, attn_mask=np.where(keep, 0.0, -np.inf))
+    c = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-12)
+
+
+# ---- bad input: clear errors, named shapes -------------------------------------------------
+def test_cross_entropy_out_of_range_target():
+    logits = tg.randn(3, 5)
+    with pytest.raises(IndexError, match=r"7.*5 classes"):
+        F.cross_entropy(logits, np.array([0, 7, 1]))
+    with pytest.raises(IndexError, match="5 classes"):
+        F.cross_entropy(logits, np.array([0, -3, 1]))
+
+
+def test_cross_entropy_float_target():
+    with pytest.raises(TypeError, match="integer"):
+        F.cross_entropy(tg.randn(3, 5), np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(TypeError, match="integer"):
+        F.cross_entropy(tg.randn(3, 5), tg.tensor([0.0, 1.0, 2.0]))
+
+
+def test_cross_entropy_target_shape_mismatch():
+    with pytest.raises(ValueError, match=r"\(2, 3, 5\).*\(2, 3\).*\(6,\)"):
+        F.cross_entropy(tg.randn(2, 3, 5), np.zeros(6, dtype=np.int64))
+    with pytest.raises(ValueError, match="unknown reduction"):
+        F.cross_entropy(tg.randn(2, 5), np.zeros(2, dtype=np.int64), reduction="avg")
+
+
+def test_linear_feature_mismatch_names_shapes():
+    with pytest.raises(ValueError, match=r"4 features.*\(3, 5\)"):
+        F.linear(tg.randn(2, 4), tg.randn(3, 5))
+
+
+def test_embedding_out_of_range_index():
+    w = tg.randn(5, 3)
+    with pytest.raises(IndexError, match=r"5.*5 rows"):
+        F.embedding(np.array([0, 5]), w)
+    with pytest.raises(IndexError, match=r"-1.*5 rows"):
+        F.embedding(np.array([-1, 2]), w)
+    with pytest.raises(TypeError, match="integer"):
+        F.embedding(np.array([0.0, 1.0]), w)
+
+
+def test_layer_norm_shape_mismatch():
+    with pytest.raises(ValueError, match=r"\(5,\).*\(2, 4\)"):
+        F.layer_norm(tg.randn(2, 4), (5,))
+    with pytest.raises(ValueError, match="bias without a weight"):
+        F.layer_norm(tg.randn(2, 4), 4, None, tg.zeros(4))
+
+
+def test_attention_shape_mismatch():
+    q, k = tg.randn(1, 2, 3, 4), tg.randn(1, 2, 3, 5)
+    with pytest.raises(ValueError, match=r"q \(1, 2, 3, 4\), k \(1, 2, 3, 5\)"):
+        F.scaled_dot_product_attention(q, k, k)
+    with pytest.raises(ValueError, match=r"v \(1, 2, 6, 4\)"):
+        F.scaled_dot_product_attention(q, q, tg.randn(1, 2, 6, 4))
+
+
+def test_nll_loss_target_shape_mismatch():
+    log_probs = F.log_softmax(tg.randn(3, 4), axis=-1)
+    with pytest.raises(ValueError, match=r"\(3, 4\)"):
+        F.nll_loss(log_probs, np.array([0, 1]))
+
+
+def test_gelu_only_tanh_form():
+    with pytest.raises(ValueError, match="approximate"):
+        F.gelu(tg.randn(3), approximate="none")
