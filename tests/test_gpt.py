@@ -189,7 +189,7 @@ def test_resume_continues_exactly(tmp_path):
 def _demo(tmp_path, *extra):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "demos", "gpt.py"), "--smoke",
                           "--out_dir", str(tmp_path), *extra],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -198,7 +198,7 @@ def test_demo_smoke_trains_resumes_and_samples(tmp_path):
     stdout = _demo(tmp_path)
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert {"val_loss", "tokens_per_s", "seconds"} <= set(summary)
-    assert summary == json.load(open(tmp_path / "summary.json"))
+    assert summary == json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "ckpt.safetensors").exists()
     stdout = _demo(tmp_path, "--resume", "--max_iters", "25")
     assert "resumed from" in stdout and "at step 20" in stdout

@@ -20,22 +20,30 @@ def is_grad_enabled():
     return _GradMode.enabled
 
 
-class no_grad(contextlib.ContextDecorator):
+class _set_grad_mode(contextlib.ContextDecorator):
+    mode = True
+
+    def __init__(self):
+        self.prev = []  # a stack: the same decorator instance may be entered recursively
+
+    def __enter__(self):
+        self.prev.append(_GradMode.enabled)
+        _GradMode.enabled = self.mode
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev.pop()
+
+
+class no_grad(_set_grad_mode):
     """`with tg.no_grad():` (or `@tg.no_grad()`) records no graph: for evaluation and sampling."""
 
-    def __enter__(self):
-        self.prev, _GradMode.enabled = _GradMode.enabled, False
-
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+    mode = False
 
 
-class enable_grad(contextlib.ContextDecorator):
-    def __enter__(self):
-        self.prev, _GradMode.enabled = _GradMode.enabled, True
+class enable_grad(_set_grad_mode):
+    """Turn recording back on inside a no_grad region."""
 
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+    mode = True
 
 
 class Function:
@@ -64,7 +72,9 @@ class Function:
             out = fn.forward(*arrays, **options)
         except (ValueError, TypeError, IndexError) as e:
             shapes = ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in arrays)
-            raise type(e)(f"{cls.__name__.lower()}: {e} (inputs: {shapes})") from None
+            # re-raise as the plain built-in class: NumPy's subclasses take other arguments
+            kind = next(k for k in type(e).__mro__ if k in (ValueError, TypeError, IndexError))
+            raise kind(f"{cls.__name__.lower()}: {e} (inputs: {shapes})") from None
         if _GradMode.enabled and any(t.requires_grad for t in inputs):
             fn.inputs = inputs
             fn.needs_input_grad = tuple(t.requires_grad for t in inputs)

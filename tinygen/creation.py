@@ -11,8 +11,12 @@ int32, int64, bool_ = np.int32, np.int64, np.bool_
 
 
 def tensor(data, dtype=None, device="cpu", requires_grad=False):
-    """A new tensor from a list, number or array. Python floats become float32."""
-    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    """A new tensor from a list, number or array, holding its own copy (as torch.tensor
+    does: training it never changes the caller's array). Python floats become float32."""
+    t = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    if t.data is data or getattr(t.data, "base", None) is not None:
+        t.data = t.data.copy()
+    return t
 
 
 def _shape(shape):

@@ -36,17 +36,16 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     for k, t in enumerate(checked):
         analytic = to_numpy(t.grad.data) if t.grad is not None else np.zeros(t.shape)
         numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)  # a view: perturbing it perturbs the input
-        for i in range(flat.size):
-            orig = flat[i].item()
-            flat[i] = orig + eps
+        for i in np.ndindex(*t.shape):  # perturb the input's own array, element by element
+            orig = t.data[i].item()
+            t.data[i] = orig + eps
             plus = loss_value()
-            flat[i] = orig - eps
+            t.data[i] = orig - eps
             minus = loss_value()
-            flat[i] = orig
-            numeric.reshape(-1)[i] = (plus - minus) / (2 * eps)
+            t.data[i] = orig
+            numeric[i] = (plus - minus) / (2 * eps)
         err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
-        err[~np.isfinite(err)] = np.inf  # a NaN gradient fails too
+        err = np.where(np.isfinite(err), err, np.inf)  # a NaN gradient fails too
         if err.size and err.max() > 0:
             i = np.unravel_index(err.argmax(), err.shape)
             raise AssertionError(

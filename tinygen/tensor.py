@@ -138,7 +138,10 @@ class Tensor:
         """Move to "cpu"/"cuda" and/or cast; a differentiable copy (or self if nothing changes)."""
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
-            out = ops.Cast.apply(out, dtype=np.dtype(dtype))
+            if np.dtype(dtype).kind not in "fc":  # integers carry no gradient
+                out = Tensor._make(self.data.astype(dtype), None)
+            else:
+                out = ops.Cast.apply(out, dtype=np.dtype(dtype))
         if device is not None and check_device(device) != self.device:
             out = _ToDevice.apply(out, device=device)
         return out
@@ -324,32 +327,41 @@ class Tensor:
         end = end_dim % max(self.ndim, 1)
         return self.reshape(self.shape[:start_dim] + (-1,) + self.shape[end + 1:])
 
+    def _axis(self, axis, op, ndim=None):
+        """A possibly negative axis as a positive one, or a clear error naming `op`."""
+        ndim = self.ndim if ndim is None else ndim
+        if not -ndim <= axis < max(ndim, 1):
+            raise ValueError(f"{op}: axis {axis} is out of range for a tensor of shape "
+                             f"{self.shape}")
+        return axis % max(ndim, 1)
+
     def permute(self, *axes):
         axes = tuple(axes[0]) if len(axes) == 1 and not isinstance(axes[0], int) else axes
-        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
+        axes = tuple(self._axis(a, "permute") for a in axes)
+        if sorted(axes) != list(range(self.ndim)):
             raise ValueError(f"permute: {axes} is not an ordering of the {self.ndim} axes "
                              f"of a tensor of shape {self.shape}")
-        return ops.Permute.apply(self, axes=tuple(a % self.ndim for a in axes))
+        return ops.Permute.apply(self, axes=axes)
 
     def transpose(self, axis0=-2, axis1=-1):
         axes = list(range(self.ndim))
-        axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+        a, b = self._axis(axis0, "transpose"), self._axis(axis1, "transpose")
+        axes[a], axes[b] = axes[b], axes[a]
         return self.permute(axes)
 
     def squeeze(self, axis=None, *, dim=None):
         axis = axis if dim is None else dim
         if axis is None:
             return self.reshape([n for n in self.shape if n != 1])
-        axes = {a % self.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = {self._axis(a, "squeeze") for a in ((axis,) if isinstance(axis, int) else axis)}
         for a in axes:
             if self.shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} of shape {self.shape} has size "
                                  f"{self.shape[a]}, not 1")
         return self.reshape([n for i, n in enumerate(self.shape) if i not in axes])
 
-    def unsqueeze(self, axis, *, dim=None):
-        axis = axis if dim is None else dim
-        axis = axis % (self.ndim + 1)
+    def unsqueeze(self, axis=None, *, dim=None):
+        axis = self._axis(axis if dim is None else dim, "unsqueeze", self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def expand(self, *shape):

@@ -58,6 +58,8 @@ class Pow(Function):
         return x ** p
 
     def backward(self, grad):
+        if self.p == 0:
+            return grad * 0  # x ** 0 is constant (and 0 * 0 ** -1 would be NaN at x = 0)
         return grad * self.p * self.x ** (self.p - 1)
 
 

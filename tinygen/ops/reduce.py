@@ -41,7 +41,7 @@ class Mean(Sum):
         count = 1
         for a in self.axes:
             count *= x.shape[a]
-        self.scale = 1.0 / max(count, 1)
+        self.scale = 1.0 / count if count else float("nan")  # mean of nothing: NaN
         return out * self.scale
 
     def backward(self, grad):
@@ -63,7 +63,7 @@ class Max(Function):
 
     def backward(self, grad):
         grad = _keep_dims(grad, self.mask.shape, self.axes, self.keepdims)
-        count = self.mask.sum(axis=self.axes, keepdims=True)
+        count = self.mask.sum(axis=self.axes, keepdims=True, dtype=grad.dtype)
         return self.mask * (grad / count)
 
 

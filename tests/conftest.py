@@ -1,0 +1,99 @@
+"""Shared setup for the tinygen tests: hypothesis profiles, the `device` fixture, and the
+strategies and checks that several test files use (import them with `from conftest import`).
+
+Hypothesis profiles, picked with the environment variable TINYGEN_HYPOTHESIS_PROFILE:
+  ci        (default) 15 examples per test, derandomized so that every CI run is the same
+  dev       100 examples, random, remembers failures in .hypothesis/
+  thorough  500 examples, for a long run before a release
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygen as tg
+
+# The `device` fixture below is function-scoped but only hands out a string, so it is safe
+# to share between the examples of one @given test.
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+settings.register_profile("ci", max_examples=15, derandomize=True, database=None, **_COMMON)
+settings.register_profile("dev", max_examples=100, **_COMMON)
+settings.register_profile("thorough", max_examples=500, **_COMMON)
+settings.load_profile(os.environ.get("TINYGEN_HYPOTHESIS_PROFILE", "ci"))
+
+needs_cuda = pytest.mark.skipif(not tg.cuda_available(), reason="needs CuPy and a GPU")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=needs_cuda)])
+def device(request):
+    """Every test that takes `device` runs once per backend present (CuPy skips without GPU)."""
+    return request.param
+
+
+# ---- strategies ---------------------------------------------------------------------------
+# Shapes stay small: gradcheck does two forward passes per input element.
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+SHAPES_1D_UP = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+BROADCAST_PAIRS = hnp.mutually_broadcastable_shapes(
+    num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=4)
+
+
+def floats(lo=-3.0, hi=3.0):
+    """Finite floats in [lo, hi]; no subnormals, whose products underflow to 0."""
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+
+def away_from_zero(lo=0.2, hi=3.0):
+    """Either sign, |x| >= lo: keeps abs/relu/division away from their kink or pole."""
+    return st.one_of(floats(-hi, -lo), floats(lo, hi))
+
+
+def arrays(shape, elements=None):
+    return hnp.arrays(np.float64, shape, elements=floats() if elements is None else elements)
+
+
+def distinct_arrays(shape, step=0.05):
+    """float64 arrays whose entries are all different (by at least `step`): max/min and clip
+    then stay far from ties and kinks compared with gradcheck's eps."""
+    ints = hnp.arrays(np.int64, shape, elements=st.integers(-60, 60), unique=True)
+    return ints.map(lambda a: a * step)
+
+
+@st.composite
+def axis_args(draw, ndim):
+    """An `axis` argument for a tensor with `ndim` dims: None, an int or a tuple of ints,
+    negative ones included."""
+    if ndim == 0:
+        return None
+    kind = draw(st.sampled_from(["none", "int", "tuple"]))
+    if kind == "none":
+        return None
+    if kind == "int":
+        return draw(st.integers(-ndim, ndim - 1))
+    return draw(hnp.valid_tuple_axes(ndim, min_size=1))
+
+
+# ---- checks -------------------------------------------------------------------------------
+def leaf(array, device, requires_grad=True):
+    """A float64 leaf tensor on `device` holding its own copy of `array`."""
+    return tg.tensor(np.array(array, dtype=np.float64), device=device,
+                     requires_grad=requires_grad)
+
+
+def check_grad(fn, arrays_, device):
+    """Analytic gradient of fn(*tensors) against float64 central differences, every input."""
+    inputs = [leaf(a, device) for a in arrays_]
+    # rtol tighter than gradcheck's default: float64 central differences are much better
+    assert tg.gradcheck(fn, inputs, atol=1e-5, rtol=1e-5)
+
+
+def assert_forward(out, expected, rtol=1e-10, atol=1e-12):
+    """A tinygen result equals the NumPy expression: same shape, same values."""
+    expected = np.asarray(expected)
+    assert isinstance(out, tg.Tensor)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.numpy(), expected, rtol=rtol, atol=atol)
