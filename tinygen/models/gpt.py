@@ -13,7 +13,7 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, to_device
 from tinygen.nn import functional as F
 from tinygen.random import generator
 from tinygen.tensor import Tensor, cat
@@ -158,9 +158,9 @@ class GPT(nn.Module):
         """
         was_training = self.training
         self.eval()
-        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
         xp = get_array_module(self.lm_head.weight.data)
-        idx = xp.asarray(idx)
+        idx = to_device(idx.data if isinstance(idx, Tensor) else np.asarray(idx),
+                        self.lm_head.weight.device)
         block = self.config.block_size
         caches = None
         for _ in range(max_new_tokens):
@@ -192,13 +192,11 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None):
     probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
     probs /= probs.sum(axis=-1, keepdims=True)
     if top_p is not None:
-        order = xp.argsort(-probs, axis=-1)
-        sorted_probs = xp.take_along_axis(probs, order, axis=-1)
-        # drop a token when the tokens more likely than it already reach top_p
-        drop_sorted = (xp.cumsum(sorted_probs, axis=-1) - sorted_probs) >= top_p
-        drop = xp.zeros_like(drop_sorted)
-        xp.put_along_axis(drop, order, drop_sorted, axis=-1)
-        probs = xp.where(drop, 0.0, probs)
+        desc = -xp.sort(-probs, axis=-1)
+        # keep a token unless the tokens more likely than it already reach top_p
+        n_keep = ((xp.cumsum(desc, axis=-1) - desc) < top_p).sum(axis=-1, keepdims=True)
+        cutoff = xp.take_along_axis(desc, n_keep - 1, axis=-1)  # least likely token kept
+        probs = xp.where(probs >= cutoff, probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
     u = generator(_device(logits)).random((probs.shape[0], 1))
     # inverse-CDF sampling: the first token whose cumulative probability exceeds u

@@ -7,7 +7,7 @@ fused Functions from `fused.py`; the rest are one-line compositions of Tensor op
 import numpy as np
 
 from tinygen import ops
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, to_device
 from tinygen.nn import fused
 from tinygen.random import generator
 from tinygen.tensor import Tensor
@@ -64,9 +64,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return fused.LayerNorm.apply(x, *inputs, eps=eps)
 
 
-def _class_indices(target, op):
+def _class_indices(target, op, like):
+    """Integer indices as an array on the same device as the tensor `like`."""
     data = target.data if isinstance(target, Tensor) else target
-    data = get_array_module(data).asarray(data)
+    data = to_device(get_array_module(data).asarray(data), like.device)
     if data.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got {data.dtype}")
     return data
@@ -75,7 +76,7 @@ def _class_indices(target, op):
 def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     """Cross-entropy of logits [N, V] (or [..., V], the class axis last) against integer
     targets [N] (or [...]); targets equal to ignore_index count for nothing."""
-    target = _class_indices(target, "cross_entropy")
+    target = _class_indices(target, "cross_entropy", logits)
     if tuple(target.shape) != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                          f"{logits.shape[:-1]}, got {tuple(target.shape)}")
@@ -89,7 +90,7 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
 
 def nll_loss(log_probs, target):
     """Mean of -log_probs[target] for log-probabilities [N, V] (or [..., V])."""
-    target = _class_indices(target, "nll_loss")
+    target = _class_indices(target, "nll_loss", log_probs)
     if tuple(target.shape) != log_probs.shape[:-1]:
         raise ValueError(f"nll_loss: log_probs {log_probs.shape} need targets of shape "
                          f"{log_probs.shape[:-1]}, got {tuple(target.shape)}")
@@ -126,7 +127,7 @@ def dropout(x, p=0.5, training=True):
 
 def embedding(idx, weight):
     """Rows of weight [V, C] picked by integer idx [...] -> [..., C]."""
-    idx = _class_indices(idx, "embedding")
+    idx = _class_indices(idx, "embedding", weight)
     V = weight.shape[0]
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= V):
         bad = int(idx.max()) if int(idx.max()) >= V else int(idx.min())

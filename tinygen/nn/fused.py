@@ -12,6 +12,28 @@ from typing import ClassVar
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module, index_add
 
+_ones_cache = {}
+
+
+def _ones(xp, n, dtype):
+    key = (xp.__name__, n, dtype)
+    if key not in _ones_cache:
+        _ones_cache[key] = xp.ones(n, dtype=dtype)
+    return _ones_cache[key]
+
+
+def sum_last(x):
+    """x.sum(axis=-1, keepdims=True), as one matrix-vector product: for rows of a few
+    hundred numbers BLAS's gemv is ~5x faster than NumPy's row-by-row reduction."""
+    ones = _ones(get_array_module(x), x.shape[-1], x.dtype)
+    return (x.reshape(-1, x.shape[-1]) @ ones).reshape(*x.shape[:-1], 1)
+
+
+def sum_leading(x):
+    """x summed over every axis but the last (a bias gradient), as one vector-matrix product."""
+    x2 = x.reshape(-1, x.shape[-1])
+    return _ones(get_array_module(x), x2.shape[0], x.dtype) @ x2
+
 
 class Linear(Function):
     """y = x @ W.T + b. Fused for speed: [..., C] is flattened to one [N, C] BLAS call and
@@ -34,7 +56,7 @@ class Linear(Function):
         gw = g2.T @ x.reshape(-1, w.shape[1]) if self.needs_input_grad[1] else None
         if not self.has_bias:
             return gx, gw
-        return gx, gw, g2.sum(axis=0)
+        return gx, gw, sum_leading(g2)
 
 
 class GELU(Function):
@@ -77,9 +99,10 @@ class LayerNorm(Function):
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
         xp = get_array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)
-        xhat = x - mu
-        var = (xhat * xhat).mean(axis=-1, keepdims=True)
+        inv_c = 1.0 / x.shape[-1]
+        xhat = x - sum_last(x) * inv_c
+        var = sum_last(xhat * xhat)
+        var *= inv_c
         var += eps
         rstd = xp.sqrt(var, out=var)
         xp.reciprocal(rstd, out=rstd)
@@ -93,17 +116,18 @@ class LayerNorm(Function):
 
     def backward(self, grad):
         xhat, w = self.xhat, self.weight
-        lead = tuple(range(grad.ndim - 1))
         gw = gb = None
         if w is not None and self.needs_input_grad[1]:
-            gw = (grad * xhat).sum(axis=lead)
+            gw = sum_leading(grad * xhat)
         if self.has_bias and self.needs_input_grad[2]:
-            gb = grad.sum(axis=lead)
+            gb = sum_leading(grad)
         gxhat = grad * w if w is not None else grad.copy()
         # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
-        proj = (gxhat * xhat).mean(axis=-1, keepdims=True)
+        inv_c = 1.0 / grad.shape[-1]
+        proj = sum_last(gxhat * xhat)
+        proj *= inv_c
         gx = gxhat
-        gx -= gxhat.mean(axis=-1, keepdims=True)
+        gx -= sum_last(gxhat) * inv_c
         gx -= xhat * proj
         gx *= self.rstd
         if w is None:
@@ -160,7 +184,7 @@ class Attention(Function):
             att += attn_mask
         att -= att.max(axis=-1, keepdims=True)
         xp.exp(att, out=att)
-        att /= att.sum(axis=-1, keepdims=True)
+        att /= sum_last(att)
         self.q, self.k, self.v, self.att, self.dropout = q, k, v, att, dropout
         if dropout is not None:                               # mask already scaled by 1/(1-p)
             att = att * dropout
@@ -185,7 +209,7 @@ class Attention(Function):
         if self.dropout is not None:
             gatt *= self.dropout
         # softmax backward: ds = att * (gatt - sum(gatt * att))
-        gatt -= (gatt * att).sum(axis=-1, keepdims=True)
+        gatt -= sum_last(gatt * att)
         gatt *= att
         gatt *= self.scale
         gq = gatt @ k                                         # [B, nh, Tq, hs]

@@ -42,8 +42,16 @@ def _is_basic(index):
     return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
 
 
+def _index_on(xp, index):
+    """Index arrays moved to the module of the array they index (NumPy indices for CuPy)."""
+    if isinstance(index, tuple):
+        return tuple(_index_on(xp, i) for i in index)
+    return xp.asarray(index) if hasattr(index, "dtype") else index
+
+
 class GetItem(Function):
     def forward(self, x, index):
+        index = _index_on(get_array_module(x), index)
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
         return x[index]
 
