@@ -22,8 +22,16 @@ import numpy as np
 
 import tinygen as tg
 from tinygen.checkpoint import load_checkpoint, save_checkpoint
-from tinygen.data import (BPETokenizer, CharTokenizer, default_corpus, encode_corpus,
-                          get_batch, read_text, tokenizer_from_state_dict, train_val_split)
+from tinygen.data import (
+    BPETokenizer,
+    CharTokenizer,
+    default_corpus,
+    encode_corpus,
+    get_batch,
+    read_text,
+    tokenizer_from_state_dict,
+    train_val_split,
+)
 from tinygen.models.gpt import GPT, GPTConfig
 from tinygen.optim import clip_grad_norm_
 from tinygen.optim.lr_scheduler import warmup_cosine
