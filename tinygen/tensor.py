@@ -9,7 +9,6 @@ or a one-line composition of them (micrograd style: `a - b` is its own op, but `
 import numpy as np
 
 from tinygen import ops
-from tinygen.autograd import Function
 from tinygen.autograd import backward as _run_backward
 from tinygen.backend import check_device, device_of, get_array_module, to_device, to_numpy
 
@@ -143,7 +142,7 @@ class Tensor:
             else:
                 out = ops.Cast.apply(out, dtype=np.dtype(dtype))
         if device is not None and check_device(device) != self.device:
-            out = _ToDevice.apply(out, device=device)
+            out = ops.ToDevice.apply(out, device=device)
         return out
 
     def cpu(self):
@@ -393,17 +392,6 @@ def _to_index(index):
     if isinstance(index, list):
         return np.asarray(index)
     return index
-
-
-class _ToDevice(Function):
-    """Copy between CPU and GPU; the gradient travels back the other way."""
-
-    def forward(self, x, device):
-        self.device = device_of(x)
-        return to_device(x, device)
-
-    def backward(self, grad):
-        return to_device(grad, self.device)
 
 
 def cat(tensors, axis=0, *, dim=None):

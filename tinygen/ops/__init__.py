@@ -23,5 +23,5 @@ from tinygen.ops.elementwise import (  # noqa: F401
     Where,
 )
 from tinygen.ops.matmul import MatMul  # noqa: F401
-from tinygen.ops.movement import Cat, Expand, GetItem, Permute, Reshape  # noqa: F401
+from tinygen.ops.movement import Cat, Expand, GetItem, Permute, Reshape, ToDevice  # noqa: F401
 from tinygen.ops.reduce import LogSoftmax, Max, Mean, Softmax, Sum  # noqa: F401

@@ -2,7 +2,7 @@
 indexing and concatenation."""
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module, index_add
+from tinygen.backend import device_of, get_array_module, index_add, to_device
 
 
 class Reshape(Function):
@@ -80,3 +80,14 @@ class Cat(Function):
 
     def backward(self, grad):
         return tuple(get_array_module(grad).split(grad, self.splits, axis=self.axis))
+
+
+class ToDevice(Function):
+    """Copy between CPU and GPU; the gradient travels back the other way."""
+
+    def forward(self, x, device):
+        self.device = device_of(x)
+        return to_device(x, device)
+
+    def backward(self, grad):
+        return to_device(grad, self.device)
