@@ -2,6 +2,7 @@
 
 import math
 
+from tinygen.backend import get_array_module
 from tinygen.random import generator
 
 
@@ -47,3 +48,20 @@ def kaiming_uniform_(t, a=5 ** 0.5):
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in)
     return uniform_(t, -bound, bound)
+
+
+def orthogonal_(t, gain=1.0):
+    """Fill a 2-D weight with a (semi-)orthogonal matrix times `gain` (Saxe et al. 2014),
+    as torch.nn.init.orthogonal_: the Q of the QR decomposition of a Gaussian matrix, with
+    signs fixed by R's diagonal so that Q is uniformly distributed."""
+    xp = get_array_module(t.data)
+    rows, cols = t.shape
+    flat = generator(t.device).standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T                                 # QR wants a tall matrix
+    q, r = xp.linalg.qr(flat)
+    q *= xp.sign(xp.diag(r))
+    if rows < cols:
+        q = q.T
+    t.data[...] = gain * q
+    return t

@@ -1,0 +1,296 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), as in CleanRL's `ppo.py`.
+
+PPO alternates two phases. It *collects* a rollout: num_steps steps in each of num_envs
+environments with the current policy, remembering what it saw, did and expected. Then it
+*learns* from that batch for a few epochs of minibatch steps on a loss that stops the new
+policy from moving far from the one that collected the data: the probability ratio
+new/old is clipped to [1 - clip_coef, 1 + clip_coef].
+
+Read in order: the actor-critic network (orthogonal init, the categorical policy),
+the rollout, generalised advantage estimation (GAE), the losses, the diagnostics, and
+`ppo_update`, which puts the losses together. `demos/ppo_cartpole.py` is the training loop.
+Shapes: T = num_steps, N = num_envs, B = T * N the batch, A the number of actions.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinygen import nn
+from tinygen.autograd import no_grad
+from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.optim import clip_grad_norm_
+from tinygen.random import generator
+from tinygen.tensor import Tensor, where
+
+SQRT2 = math.sqrt(2)  # the gain for tanh hidden layers that CleanRL uses
+
+
+# ---- the actor-critic network -------------------------------------------------------------
+def layer_init(layer, std=SQRT2, bias_const=0.0):
+    """CleanRL's init for PPO: orthogonal weights with gain `std`, constant bias."""
+    nn.init.orthogonal_(layer.weight, std)
+    layer.bias.data[...] = bias_const
+    return layer
+
+
+def log_prob(logits, action):
+    """log π(action|s) under the categorical distribution softmax(logits).
+    logits [B, A], action [B] integers -> [B]."""
+    action = action.data if isinstance(action, Tensor) else action
+    logp = logits.log_softmax(axis=-1)
+    return logp[get_array_module(action).arange(len(action)), action]
+
+
+def entropy(logits):
+    """Entropy of the categorical distribution softmax(logits): -Σ p log p.
+    logits [B, A] -> [B]."""
+    logp = logits.log_softmax(axis=-1)
+    return -(logp.exp() * logp).sum(axis=-1)
+
+
+def sample_categorical(logits):
+    """One action per row of logits [B, A] -> integer array [B], drawn with tinygen's
+    global generator by inverse CDF: the first action whose cumulative probability
+    exceeds u ~ U[0, 1)."""
+    xp = get_array_module(logits.data)
+    probs = logits.softmax(axis=-1).data
+    u = generator(logits.device).random((probs.shape[0], 1), dtype=probs.dtype)
+    action = (xp.cumsum(probs, axis=-1) <= u).sum(axis=-1)
+    return xp.minimum(action, probs.shape[-1] - 1)    # rounding can leave Σ p just under u
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs, two hidden layers of 64 tanh units each (CleanRL).
+    The critic's last layer has gain 1, the actor's 0.01, so the first policy is almost
+    uniform and the first value estimates are near 0."""
+
+    def __init__(self, obs_dim, num_actions, hidden=64, device="cpu"):
+        def linear(n_in, n_out, std=SQRT2):
+            return layer_init(nn.Linear(n_in, n_out, device=device), std)
+
+        self.critic = nn.Sequential(
+            linear(obs_dim, hidden), nn.Tanh(),
+            linear(hidden, hidden), nn.Tanh(),
+            linear(hidden, 1, std=1.0))
+        self.actor = nn.Sequential(
+            linear(obs_dim, hidden), nn.Tanh(),
+            linear(hidden, hidden), nn.Tanh(),
+            linear(hidden, num_actions, std=0.01))
+
+    def get_value(self, obs):
+        """V(s): obs [B, obs_dim] -> [B]."""
+        return self.critic(obs).reshape(-1)
+
+    def get_action_and_value(self, obs, action=None):
+        """Sample an action (or score the given one) under the policy π(·|s).
+        obs [B, obs_dim] -> action [B] (integers), log π(action|s) [B], entropy [B], V(s) [B]."""
+        logits = self.actor(obs)                                   # [B, A]
+        if action is None:
+            action = sample_categorical(logits)
+        return action, log_prob(logits, action), entropy(logits), self.get_value(obs)
+
+
+def _device(module):
+    return module.parameters()[0].device
+
+
+# ---- the rollout ----------------------------------------------------------------------------
+class RolloutStorage:
+    """What one rollout saw and did, [T, N] per quantity (NumPy arrays, on the CPU).
+    dones[t] is 1 when obs[t] is the first observation of a new episode, that is, when the
+    step before it ended an episode (CleanRL's convention)."""
+
+    def __init__(self, num_steps, num_envs, obs_dim):
+        T, N = num_steps, num_envs
+        self.obs = np.zeros((T, N, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((T, N), dtype=np.int64)
+        self.logprobs = np.zeros((T, N), dtype=np.float32)
+        self.rewards = np.zeros((T, N), dtype=np.float32)
+        self.dones = np.zeros((T, N), dtype=np.float32)
+        self.values = np.zeros((T, N), dtype=np.float32)
+
+    def batch(self, advantages, returns):
+        """The rollout flattened to B = T * N samples, with its advantages and returns."""
+        B = self.rewards.size
+        return {"obs": self.obs.reshape(B, -1), "actions": self.actions.reshape(B),
+                "logprobs": self.logprobs.reshape(B), "values": self.values.reshape(B),
+                "advantages": advantages.reshape(B), "returns": returns.reshape(B)}
+
+
+@no_grad()
+def collect_rollout(agent, envs, storage, next_obs, next_done):
+    """Fill `storage` with T steps of `envs` under the agent's policy.
+    next_obs [N, obs_dim] and next_done [N] are where the last rollout stopped; returns the
+    new ones and the returns of the episodes that finished (a list of floats)."""
+    device = _device(agent)
+    episode_returns = []
+    for step in range(storage.rewards.shape[0]):
+        storage.obs[step] = next_obs
+        storage.dones[step] = next_done
+        obs = Tensor(next_obs, device=device)
+        logits = agent.actor(obs)               # get_action_and_value, less the entropy
+        action = sample_categorical(logits)
+        storage.actions[step] = to_numpy(action)
+        storage.logprobs[step] = log_prob(logits, action).numpy()
+        storage.values[step] = agent.get_value(obs).numpy()
+        next_obs, reward, terminated, truncated, info = envs.step(storage.actions[step])
+        storage.rewards[step] = reward
+        next_done = (terminated | truncated).astype(np.float32)
+        episode_returns.extend(info["episode_returns"].tolist())
+    return next_obs, next_done, episode_returns
+
+
+# ---- generalised advantage estimation -----------------------------------------------------
+def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
+    """GAE(γ, λ) (Schulman et al. 2016). rewards, values, dones [T, N]; next_value and
+    next_done [N] belong to the observation after the last step. Returns advantages and
+    returns = advantages + values, both [T, N].
+
+        δ_t = r_t + γ V(s_{t+1}) (1 - done_{t+1}) - V(s_t)
+        A_t = δ_t + γ λ (1 - done_{t+1}) A_{t+1}
+
+    done_{t+1} means step t ended its episode (CleanRL's convention, see RolloutStorage),
+    so nothing flows back across an episode boundary."""
+    T = rewards.shape[0]
+    advantages = np.zeros_like(rewards)
+    lastgaelam = 0.0
+    for t in reversed(range(T)):
+        if t == T - 1:
+            nextnonterminal = 1.0 - next_done
+            nextvalues = next_value
+        else:
+            nextnonterminal = 1.0 - dones[t + 1]
+            nextvalues = values[t + 1]
+        delta = rewards[t] + gamma * nextvalues * nextnonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
+    return advantages, advantages + values
+
+
+# ---- the losses -----------------------------------------------------------------------------
+def normalize_advantages(advantages, eps=1e-8):
+    """Zero mean, unit standard deviation (ddof=1, as torch.std) over the minibatch."""
+    return (advantages - advantages.mean()) / (advantages.std(ddof=1) + eps)
+
+
+def _const(x, like):
+    """An array or number as a tensor without gradient, on the device of `like`."""
+    return x if isinstance(x, Tensor) else Tensor(x, dtype=like.dtype, device=like.device)
+
+
+def _maximum(a, b):
+    return where(a.data >= b.data, a, b)
+
+
+def policy_loss(new_logprob, old_logprob, advantages, clip_coef):
+    """The clipped surrogate objective L^CLIP (PPO paper, eq. 7), negated to be minimised:
+    mean of max(-A r, -A clip(r, 1 - ε, 1 + ε)) with r = π_new(a|s) / π_old(a|s)."""
+    ratio = (new_logprob - _const(old_logprob, new_logprob)).exp()
+    advantages = _const(advantages, new_logprob)
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * ratio.clip(1 - clip_coef, 1 + clip_coef)
+    return _maximum(pg_loss1, pg_loss2).mean()
+
+
+def value_loss(new_value, old_value, returns, clip_coef, clip_vloss=True):
+    """0.5 * mean squared error of V(s) against the returns. With clip_vloss the new value
+    may not move more than clip_coef from the old one without paying the unclipped error
+    (CleanRL, after OpenAI's baselines): 0.5 * mean(max(unclipped², clipped²))."""
+    old_value, returns = _const(old_value, new_value), _const(returns, new_value)
+    v_loss_unclipped = (new_value - returns) ** 2
+    if not clip_vloss:
+        return 0.5 * v_loss_unclipped.mean()
+    v_clipped = old_value + (new_value - old_value).clip(-clip_coef, clip_coef)
+    v_loss_clipped = (v_clipped - returns) ** 2
+    return 0.5 * _maximum(v_loss_unclipped, v_loss_clipped).mean()
+
+
+# ---- diagnostics (floats, no gradient) ------------------------------------------------------
+def _array(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def approx_kl(logratio):
+    """Estimate of KL(π_old ‖ π_new) from log r = log π_new - log π_old on samples of π_old:
+    mean((r - 1) - log r), unbiased and never negative (Schulman, "Approximating KL
+    divergence", 2020)."""
+    logratio = _array(logratio)
+    xp = get_array_module(logratio)
+    return float(((xp.exp(logratio) - 1) - logratio).mean())
+
+
+def clipfrac(ratio, clip_coef):
+    """Fraction of samples whose ratio was outside [1 - clip_coef, 1 + clip_coef]."""
+    ratio = _array(ratio)
+    return float((abs(ratio - 1.0) > clip_coef).mean())
+
+
+def explained_variance(values, returns):
+    """1 - Var(returns - values) / Var(returns): 1 for a perfect critic, 0 for one that
+    predicts a constant, negative when worse than that; NaN when the returns are constant."""
+    values, returns = to_numpy(_array(values)), to_numpy(_array(returns))
+    var_y = np.var(returns)
+    return float("nan") if var_y == 0 else float(1 - np.var(returns - values) / var_y)
+
+
+# ---- the update -----------------------------------------------------------------------------
+@dataclass
+class PPOConfig:
+    """The update's hyperparameters (CleanRL's defaults for CartPole). `ppo_update` takes
+    any object with these attributes, e.g. the demo's Args."""
+
+    update_epochs: int = 4         # passes over the batch
+    num_minibatches: int = 4       # minibatches per pass
+    norm_adv: bool = True          # normalise advantages per minibatch
+    clip_coef: float = 0.2         # ε, for the ratio and (with clip_vloss) the value
+    clip_vloss: bool = True        # clipped value loss
+    ent_coef: float = 0.01         # weight of the entropy bonus
+    vf_coef: float = 0.5           # weight of the value loss
+    max_grad_norm: float = 0.5     # global gradient-norm clipping
+    target_kl: float = 0.0         # stop the epochs early past this approx_kl (0: never)
+
+
+def ppo_update(agent, optimizer, batch, cfg):
+    """update_epochs passes over `batch` (from RolloutStorage.batch) in shuffled minibatches,
+    one optimizer step each on  policy_loss - ent_coef * entropy + vf_coef * value_loss.
+    Returns the diagnostics: losses, entropy and approx_kl averaged over the minibatch
+    steps, clipfrac over all samples seen, explained_variance of the rollout's values."""
+    device = _device(agent)
+    b = {k: to_device(v, device) for k, v in batch.items()}        # arrays, [B, ...]
+    B = len(batch["actions"])
+    minibatch_size = B // cfg.num_minibatches
+    logs = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
+            "clipfrac": []}
+    for _epoch in range(cfg.update_epochs):
+        b_inds = to_device(generator("cpu").permutation(B), device)
+        for start in range(0, B, minibatch_size):
+            mb = {k: v[b_inds[start:start + minibatch_size]] for k, v in b.items()}
+            _, new_logprob, ent, new_value = agent.get_action_and_value(
+                Tensor(mb["obs"]), mb["actions"])
+            mb_advantages = mb["advantages"]
+            if cfg.norm_adv:
+                mb_advantages = normalize_advantages(mb_advantages)
+            pg_loss = policy_loss(new_logprob, mb["logprobs"], mb_advantages, cfg.clip_coef)
+            v_loss = value_loss(new_value, mb["values"], mb["returns"], cfg.clip_coef,
+                                cfg.clip_vloss)
+            entropy_loss = ent.mean()
+            loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
+
+            optimizer.zero_grad()
+            loss.backward()
+            clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+
+            logratio = new_logprob.data - mb["logprobs"]                 # no gradient
+            logs["policy_loss"].append(pg_loss.item())
+            logs["value_loss"].append(v_loss.item())
+            logs["entropy"].append(entropy_loss.item())
+            logs["approx_kl"].append(approx_kl(logratio))
+            logs["clipfrac"].append(clipfrac(get_array_module(logratio).exp(logratio),
+                                             cfg.clip_coef))
+        if cfg.target_kl and logs["approx_kl"][-1] > cfg.target_kl:
+            break
+    diagnostics = {k: float(np.mean(v)) for k, v in logs.items()}
+    diagnostics["explained_variance"] = explained_variance(batch["values"], batch["returns"])
+    return diagnostics
