@@ -1,14 +1,16 @@
 """tinygen.nn.functional: the stateless building blocks of models (PyTorch's names).
 
 The hot spots of a transformer (linear, gelu, layer_norm, attention, cross_entropy) are
-fused Functions from `fused.py`; the rest are one-line compositions of Tensor ops.
+fused Functions from `fused.py`, convolutions come from `conv.py` and batch norm from
+`batchnorm.py`; the rest are one-line compositions of Tensor ops.
 """
 
 import numpy as np
 
 from tinygen import ops
 from tinygen.backend import get_array_module, to_device
-from tinygen.nn import fused
+from tinygen.nn import conv, fused
+from tinygen.nn.batchnorm import batch_norm  # noqa: F401  (lives beside BatchNorm1d/2d)
 from tinygen.random import generator
 from tinygen.tensor import Tensor
 
@@ -25,7 +27,11 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return x.relu() - (-x).relu() * negative_slope
+    """x where x > 0, else negative_slope * x: one multiply by a constant slope array, a
+    single graph node (relu(x) - slope * relu(-x) would be five)."""
+    xp = get_array_module(x.data)
+    one, slope = xp.ones((), x.dtype), xp.full((), negative_slope, x.dtype)  # keep the dtype
+    return x * xp.where(x.data > 0, one, slope)
 
 
 def sigmoid(x):
@@ -153,3 +159,23 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
         drop = _keep_mask(shape, q, dropout_p)
     return fused.Attention.apply(q, k, v, is_causal=is_causal, attn_mask=mask, scale=scale,
                                  dropout=drop)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in PyTorch): x [N, C_in, H, W], weight
+    [C_out, C_in, K_h, K_w], bias [C_out] -> [N, C_out, H_out, W_out] with
+    H_out = (H + 2 padding - K_h) // stride + 1. stride, padding: int or (h, w)."""
+    stride, padding = conv.check_conv_args("conv2d", x, weight, bias, stride, padding)
+    params = (weight,) if bias is None else (weight, bias)
+    return conv.Conv2d.apply(x, *params, stride=stride, padding=padding)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution (the gradient of conv2d with respect to its input, used as
+    an upsampling layer): x [N, C_in, H, W], weight [C_in, C_out, K_h, K_w] ->
+    [N, C_out, (H - 1) stride - 2 padding + K_h + output_padding, ...]."""
+    stride, padding, output_padding = conv.check_conv_args(
+        "conv_transpose2d", x, weight, bias, stride, padding, output_padding)
+    params = (weight,) if bias is None else (weight, bias)
+    return conv.ConvTranspose2d.apply(x, *params, stride=stride, padding=padding,
+                                      output_padding=output_padding)

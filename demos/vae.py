@@ -1,0 +1,183 @@
+"""Train a variational autoencoder on images, then draw from it: data -> model -> training
+loop -> test negative ELBO -> samples, reconstructions, interpolations (after PyTorch's
+examples/vae/main.py), top to bottom.
+
+    python demos/vae.py                       # MLP VAE (784-400-20) on Fashion-MNIST
+    python demos/vae.py --model conv          # the convolutional VAE
+    python demos/vae.py --dataset mnist --data DIR    # a folder with the MNIST IDX files
+    python demos/vae.py --dataset procedural  # tinygen's own shapes (no files needed)
+    python demos/vae.py --smoke               # a few seconds, to check that it all runs
+
+Images: Fashion-MNIST from Debian's dataset-fashion-mnist package if installed, else the
+procedural shapes (it prints which). Writes samples.png, reconstructions.png (originals
+above, reconstructions below) and interpolations.png to --out_dir, and ends with one JSON
+line of headline figures, also written to <out_dir>/summary.json.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import tinygen as tg
+from tinygen import optim
+from tinygen.data.images import iterate_minibatches, load_images, to_float
+from tinygen.data.png import image_grid, write_png
+from tinygen.models.vae import VAEConfig, bernoulli_nll, build_vae, gaussian_kl
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = field(default="auto", metadata={"choices": [
+        "auto", "fashion", "mnist", "procedural"]})  # auto: --data, else Fashion-MNIST, else shapes
+    data: str = ""                 # a folder with MNIST-layout IDX files (needed for mnist)
+    n_train: int = 0               # use only the first n training images (0: all 60,000)
+    n_test: int = 0                # use only the first n test images (0: all 10,000)
+    # model
+    model: str = field(default="mlp", metadata={"choices": ["mlp", "conv"]})
+    n_latent: int = 20             # dimensions of the latent code z
+    # optimisation (PyTorch's examples/vae)
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3    # Adam
+    # logging and pictures
+    log_interval: int = 100        # steps between log lines
+    n_interpolations: int = 8      # rows of interpolations.png, one pair of test images each
+    interpolation_steps: int = 10  # images per row, endpoints included
+    out_dir: str = "out/vae"
+    # run
+    device: str = "cpu"
+    seed: int = 1
+    smoke: bool = False            # a tiny run of a few seconds
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name
+        if f.type is bool:
+            parser.add_argument(name, action="store_true", default=f.default)
+        else:
+            parser.add_argument(name, type=f.type, default=f.default,
+                                choices=f.metadata.get("choices"))
+    cfg = TrainConfig(**vars(parser.parse_args()))
+    if cfg.smoke:
+        cfg = dataclasses.replace(cfg, epochs=1, n_train=512, n_test=256, log_interval=2,
+                                  interpolation_steps=6, n_interpolations=4)
+    return cfg
+
+
+cfg = parse_args()
+os.makedirs(cfg.out_dir, exist_ok=True)
+tg.manual_seed(cfg.seed)                     # weights and the reparameterisation noise
+order_rng = np.random.default_rng(cfg.seed)  # the order of the training images
+
+# ---- data ---------------------------------------------------------------------------------
+data_dir = cfg.data or None
+train = load_images(cfg.dataset, data_dir, "train", seed=cfg.seed,
+                    n_procedural=cfg.n_train or None)
+test = load_images(cfg.dataset, data_dir, "test", seed=cfg.seed,
+                   n_procedural=cfg.n_test or None)
+x_train = to_float(train.images[:cfg.n_train or None])   # float32 [N, 1, 28, 28] in [0, 1]
+x_test = to_float(test.images[:cfg.n_test or None])
+print(f"data: {train.source}; {len(x_train):,} train and {len(x_test):,} test images "
+      f"{x_train.shape[1:]}")
+
+# ---- model and optimizer ------------------------------------------------------------------
+model_config = VAEConfig(model=cfg.model, image_size=x_train.shape[-1],
+                         in_channels=x_train.shape[1], n_latent=cfg.n_latent)
+model = build_vae(model_config)
+model.to(cfg.device)
+optimizer = optim.Adam(model.parameters(), lr=cfg.learning_rate)
+print(f"{cfg.model} VAE: {model.num_parameters():,} parameters on {cfg.device}")
+
+
+def batch(images, idx):
+    return tg.tensor(images[idx], device=cfg.device)
+
+
+@tg.no_grad()
+def evaluate(images):
+    """Negative ELBO on `images` in nats per image, and its two terms (one z per image)."""
+    model.eval()
+    nll = kl = 0.0
+    for idx in iterate_minibatches(len(images), 1000, shuffle=False):
+        x = batch(images, idx)
+        logits, mu, logvar = model(x)
+        nll += bernoulli_nll(logits, x).sum().item()
+        kl += gaussian_kl(mu, logvar).sum().item()
+    model.train()
+    n = len(images)
+    return {"neg_elbo": (nll + kl) / n, "recon": nll / n, "kl": kl / n}
+
+
+# ---- training loop ------------------------------------------------------------------------
+# The loss is the negative ELBO (tinygen.models.vae): Bernoulli reconstruction error summed
+# over the pixels plus the KL divergence of q(z|x) from the prior, in nats per image.
+t_start = time.time()
+train_time, step, epoch_losses = 0.0, 0, []
+for epoch in range(1, cfg.epochs + 1):
+    t0, total = time.time(), 0.0
+    for idx in iterate_minibatches(len(x_train), cfg.batch_size, order_rng):
+        loss = model.neg_elbo(batch(x_train, idx))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.item()  # waits for the GPU, so the timing below is honest
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"the training loss became {loss_value} at step {step} "
+                                     f"(epoch {epoch}); stopping")
+        total += loss_value * len(idx)
+        if step % cfg.log_interval == 0:
+            print(f"epoch {epoch} step {step}: -ELBO {loss_value:.2f} nats/image")
+        step += 1
+    train_time += time.time() - t0
+    epoch_losses.append(total / len(x_train))
+    print(f"epoch {epoch}: train -ELBO {epoch_losses[-1]:.3f}, "
+          f"{time.time() - t0:.1f}s ({len(x_train) / (time.time() - t0):,.0f} images/s)")
+
+test_result = evaluate(x_test)
+print(f"test -ELBO {test_result['neg_elbo']:.3f} nats/image = reconstruction "
+      f"{test_result['recon']:.3f} + KL {test_result['kl']:.3f}")
+
+# ---- pictures -----------------------------------------------------------------------------
+pngs = {name: os.path.join(cfg.out_dir, f"{name}.png")
+        for name in ("samples", "reconstructions", "interpolations")}
+samples = model.sample(64).numpy()                                   # [64, 1, 28, 28]
+write_png(pngs["samples"], image_grid(samples, nrow=8, pad_value=0.5))
+
+originals = x_test[:8]
+recons = model.reconstruct(batch(x_test, np.arange(8))).numpy()
+write_png(pngs["reconstructions"],
+          image_grid(np.concatenate([originals, recons]), nrow=8, pad_value=0.5))
+
+k, steps = cfg.n_interpolations, cfg.interpolation_steps
+pairs = order_rng.choice(len(x_test), size=(2, k), replace=False)   # k pairs of test images
+walks = model.interpolate(batch(x_test, pairs[0]), batch(x_test, pairs[1]), steps)
+write_png(pngs["interpolations"],                                    # [k, steps, 1, 28, 28]
+          image_grid(walks.numpy().reshape(k * steps, *x_test.shape[1:]), nrow=steps,
+                     pad_value=0.5))
+print("wrote " + ", ".join(pngs.values()))
+
+summary = {
+    "test_neg_elbo_nats": round(test_result["neg_elbo"], 3),
+    "test_recon_nats": round(test_result["recon"], 3),
+    "test_kl_nats": round(test_result["kl"], 3),
+    "train_neg_elbo_nats": round(epoch_losses[-1], 3),
+    "train_neg_elbo_by_epoch": [round(v, 3) for v in epoch_losses],
+    "epochs": cfg.epochs, "steps": step,
+    "seconds": round(time.time() - t_start, 1), "train_seconds": round(train_time, 1),
+    "seconds_per_epoch": round(train_time / max(cfg.epochs, 1), 2),
+    "model": cfg.model, "params": model.num_parameters(), "n_latent": cfg.n_latent,
+    "data": train.source, "n_train": len(x_train), "n_test": len(x_test),
+    "device": cfg.device, "seed": cfg.seed, "pngs": pngs,
+}
+with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
+    json.dump(summary, f)
+print(json.dumps(summary))
