@@ -20,6 +20,8 @@ from tinygen.tensor import Tensor, cat
 
 
 class CausalSelfAttention(nn.Module):
+    is_causal = True  # each position attends to itself and the past (an encoder sets False)
+
     def __init__(self, config):
         assert config.n_embd % config.n_head == 0, "n_embd must divide into n_head heads"
         # q, k and v for all heads in one projection: one [C, 3C] matmul instead of three
@@ -37,7 +39,8 @@ class CausalSelfAttention(nn.Module):
             if "k" in cache:
                 k, v = cat([cache["k"], k], axis=2), cat([cache["v"], v], axis=2)
             cache["k"], cache["v"] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, training=self.training,
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal,
+                                           training=self.training,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.permute(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
         return self.resid_dropout(self.c_proj(y))
@@ -111,6 +114,19 @@ class GPT(nn.Module):
         turns on the KV cache: idx is then only the new tokens after the cached ones."""
         idx = idx.data if isinstance(idx, Tensor) else idx
         B, T = idx.shape
+        x = self.hidden_states(idx, caches)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None               # [B, 1, V]
+        logits = self.lm_head(x)                                   # [B, T, V]
+        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)
+                               if hasattr(targets, "reshape") else targets, ignore_index=-1)
+        return logits, loss
+
+    def hidden_states(self, idx, caches=None):
+        """The final hidden states [B, T, C] (after ln_f, before lm_head) for ids idx [B, T];
+        reward and value heads read these."""
+        idx = idx.data if isinstance(idx, Tensor) else idx
+        T = idx.shape[1]
         start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
         if start + T > self.config.block_size:
             raise ValueError(f"GPT: {start + T} positions exceed block_size "
@@ -120,13 +136,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, None if caches is None else caches[i])
-        x = self.transformer.ln_f(x)
-        if targets is None:
-            return self.lm_head(x[:, -1:, :]), None               # [B, 1, V]
-        logits = self.lm_head(x)                                   # [B, T, V]
-        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)
-                               if hasattr(targets, "reshape") else targets, ignore_index=-1)
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     def load_state_dict(self, state_dict, strict=True):
         # nanoGPT checkpoints made without flash attention also hold the causal mask as a

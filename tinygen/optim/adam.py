@@ -44,7 +44,7 @@ class Adam(Optimizer):
                 m *= beta1                             # m = β1 m + (1 - β1) g
                 m += (1.0 - beta1) * g
                 v *= beta2                             # v = β2 v + (1 - β2) g²
-                tmp = g * g
+                tmp = xp.multiply(g, g, out=xp.empty_like(x))  # an array even when 0-d
                 tmp *= 1.0 - beta2
                 v += tmp
                 # x -= lr / (1 - β1^t) * m / (sqrt(v / (1 - β2^t)) + eps)

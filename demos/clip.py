@@ -1,0 +1,270 @@
+"""Train a small CLIP on procedural shapes with captions, then use it without further training:
+zero-shot classification of colour–shape pairs it never saw, image <-> text retrieval and
+captioning by retrieval, top to bottom (after Radford et al. 2021).
+
+    python demos/clip.py                 # 2.5 to 5.5 minutes on 2 shared CPU cores
+    python demos/clip.py --device cuda
+    python demos/clip.py --smoke         # a few seconds, to check that it all runs
+
+The training captions never pair some colours with some shapes (tinygen.data.shapes,
+HELDOUT_COMBOS); the zero-shot test is on exactly those pairs. Protocol, all numbers on
+images from seeds the training set never used:
+  zero_shot_acc_heldout / _seen  classify each image into one of all 30 colour–shape pairs:
+      softmax over all 300 captions (every colour, shape, size, position) at the learned
+      temperature, then each pair's probability is the sum over its 10 captions (2 sizes x
+      5 positions marginalised out); on images of held-out pairs / of seen pairs.
+  ensemble_acc_heldout / _seen   the same classes by CLIP's prompt ensembling instead: each
+      pair's text embedding is the mean of its 10 captions' embeddings.
+  caption_acc_heldout / _seen    the nearest of all 300 captions is exactly right (all four
+      attributes).
+  retrieval_r1                   one image per caption (300 pairs, held-out ones included):
+      mean of image -> text and text -> image R@1.
+Measured (2 shared CPU cores, defaults, 1600 iterations): held-out pairs
+0.72-0.83 and seen pairs 0.87-0.93 zero-shot over seeds 1337, 1, 2; retrieval R@1 0.83-0.91.
+The held-out figure is below the 0.9 aimed for; the errors are almost all the shape (colour
+is ~100% right), mostly a held-out circle taken for a square of the same, seen, colour.
+Outputs in <out_dir>: captions.png (a grid of test images; the first rows are held-out
+pairs) and captions.txt (each cell's true caption and top-3 retrieved captions: there is no
+font to draw text into the PNG), the checkpoint, and summary.json, also printed as one
+JSON line.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+# one BLAS thread: on a small shared machine, threads fighting over 2 cores made each training
+# step several times slower (set OPENBLAS_NUM_THREADS yourself to override)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+
+import tinygen as tg
+from tinygen.checkpoint import save_checkpoint
+from tinygen.data.images import iterate_minibatches
+from tinygen.data.png import image_grid, write_png
+from tinygen.data.shapes import (
+    COLOURS,
+    HELDOUT_COMBOS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    CaptionTokenizer,
+    all_captions,
+    caption,
+    make_shapes,
+    render,
+)
+from tinygen.models.clip import (
+    CLIP,
+    CLIPConfig,
+    caption_by_retrieval,
+    embed_images,
+    embed_texts,
+    retrieval_recall_at_1,
+    zero_shot_classifier,
+    zero_shot_marginal,
+    zero_shot_predict,
+)
+from tinygen.optim import clip_grad_norm_
+from tinygen.optim.lr_scheduler import warmup_cosine
+
+
+@dataclass
+class TrainConfig:
+    # data
+    n_train: int = 20_000          # training pairs (seen colour–shape pairs only)
+    n_test: int = 600              # test images per split (seen pairs, held-out pairs)
+    image_size: int = 32
+    # model
+    embed_dim: int = 64
+    patch_size: int = 4
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_width: int = 64
+    text_layers: int = 1           # 1 generalised to unseen pairs better than 2 in our runs
+    text_heads: int = 4
+    text_width: int = 64
+    # optimisation (CLIP's recipe: AdamW, warmup then cosine, betas (0.9, 0.98))
+    batch_size: int = 128          # pairs drawn per step (repeated captions are dropped)
+    max_iters: int = 1600
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    grad_clip: float = 1.0         # 0 turns clipping off
+    # logging and outputs
+    log_interval: int = 100
+    out_dir: str = "out/clip"
+    grid_rows: int = 4             # rows of 8 test images in captions.png
+    # run
+    device: str = "cpu"
+    seed: int = 1337
+    smoke: bool = False            # a tiny run of a few seconds
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name
+        if f.type is bool:
+            parser.add_argument(name, action="store_true", default=f.default)
+        else:
+            parser.add_argument(name, type=f.type, default=f.default)
+    cfg = TrainConfig(**vars(parser.parse_args()))
+    if cfg.smoke:
+        cfg = dataclasses.replace(cfg, n_train=256, n_test=60, max_iters=6, batch_size=32,
+                                  warmup_iters=2, log_interval=2, vision_layers=1,
+                                  text_layers=1, vision_width=32, text_width=32, embed_dim=32,
+                                  grid_rows=1)
+    return cfg
+
+
+cfg = parse_args()
+os.makedirs(cfg.out_dir, exist_ok=True)
+tg.manual_seed(cfg.seed)
+batch_rng = np.random.default_rng(cfg.seed)  # the order of the minibatches
+t_start = time.time()
+
+# ---- data: train on seen colour–shape pairs, test on new images of seen and held-out pairs --
+train = make_shapes(cfg.n_train, seed=cfg.seed, split="train", image_size=cfg.image_size)
+test_seen = make_shapes(cfg.n_test, seed=cfg.seed + 1, split="test", image_size=cfg.image_size)
+test_heldout = make_shapes(cfg.n_test, seed=cfg.seed + 1, split="heldout",
+                           image_size=cfg.image_size)
+tokenizer = CaptionTokenizer()
+train_ids, train_eot = tokenizer.encode_batch(train.captions)
+# which of the 300 captions each training pair has: a batch keeps one pair per caption,
+# since two images with the same caption would each be the other's false negative
+train_caption_id = np.unique(train.captions, return_inverse=True)[1]
+heldout_names = ", ".join(f"{COLOURS[c]} {SHAPES[s]}" for c, s in HELDOUT_COMBOS)
+print(f"shapes: {cfg.n_train} training pairs, {cfg.n_test} + {cfg.n_test} test images; "
+      f"held out of training: {heldout_names}")
+
+# ---- model and optimizer --------------------------------------------------------------------
+model_config = CLIPConfig(
+    embed_dim=cfg.embed_dim, image_size=cfg.image_size, patch_size=cfg.patch_size,
+    vision_layers=cfg.vision_layers, vision_heads=cfg.vision_heads,
+    vision_width=cfg.vision_width, vocab_size=tokenizer.vocab_size,
+    text_layers=cfg.text_layers, text_heads=cfg.text_heads, text_width=cfg.text_width)
+model = CLIP(model_config)
+model.to(cfg.device)
+optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                       (cfg.beta1, cfg.beta2), cfg.eps)
+print(f"CLIP: {model.num_parameters() / 1e6:.2f}M parameters on {cfg.device}")
+
+# ---- training loop --------------------------------------------------------------------------
+it, loss_value, train_time = 0, float("nan"), 0.0
+while it < cfg.max_iters:
+    for idx in iterate_minibatches(cfg.n_train, cfg.batch_size, batch_rng, drop_last=True):
+        if it == cfg.max_iters:
+            break
+        lr = warmup_cosine(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.max_iters)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = idx[np.unique(train_caption_id[idx], return_index=True)[1]]  # ~100 of 128 left
+        t0 = time.time()
+        images = tg.tensor(train.images[idx], device=cfg.device)
+        _, _, loss = model(images, train_ids[idx], train_eot[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        if cfg.grad_clip:
+            clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        model.clamp_logit_scale()  # temperature never below 1/100 (CLIP Section 2.5)
+        loss_value = loss.item()   # waits for the GPU, so the timing is honest
+        train_time += time.time() - t0
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"the training loss became {loss_value} at step {it}")
+        if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:
+            print(f"iter {it}: loss {loss_value:.4f}, logit_scale "
+                  f"{model.logit_scale.item():.2f}, lr {lr:.2e}, "
+                  f"{train_time / (it + 1) * 1000:.0f} ms/iter")
+        it += 1
+save_checkpoint(os.path.join(cfg.out_dir, "ckpt.safetensors"), model, optimizer, it,
+                model_config=dataclasses.asdict(model_config), config=dataclasses.asdict(cfg),
+                tokenizer=tokenizer.state_dict())
+
+# ---- zero-shot classification into the 30 colour–shape pairs --------------------------------
+captions, attrs = all_captions()                                      # 300 captions
+caption_embeds = embed_texts(model, tokenizer, captions)              # [300, D]
+caption_pair = attrs[:, 0] * len(SHAPES) + attrs[:, 1]                # colour–shape class
+pairs = [(c, s) for c in range(len(COLOURS)) for s in range(len(SHAPES))]
+prompts = [[caption(c, s, p, z) for p in range(len(POSITIONS)) for z in range(len(SIZES))]
+           for c, s in pairs]
+class_embeds = zero_shot_classifier(model, tokenizer, prompts)        # [30, D]
+
+
+def zero_shot_accuracy(data):
+    """(marginal, ensemble): classify each image into one of the 30 colour–shape pairs,
+    either by summing the probabilities of a pair's 10 captions out of all 300, or by the
+    nearest mean prompt embedding (CLIP's prompt ensembling)."""
+    image_embeds = embed_images(model, data.images)
+    target = data.colour * len(SHAPES) + data.shape                   # index into `pairs`
+    marginal = zero_shot_marginal(image_embeds, caption_embeds, caption_pair, len(pairs),
+                                  model.logit_scale.item()).argmax(axis=1)
+    ensemble = zero_shot_predict(image_embeds, class_embeds)
+    return float((marginal == target).mean()), float((ensemble == target).mean())
+
+
+def caption_accuracy(data):
+    """Share of images whose nearest caption (of all 300) is exactly their own."""
+    nearest = (embed_images(model, data.images) @ caption_embeds.T).argmax(axis=1)
+    return float(np.mean([captions[j] == c for j, c in zip(nearest, data.captions)]))
+
+
+(zero_shot_acc_heldout, ensemble_acc_heldout), (zero_shot_acc_seen, ensemble_acc_seen) = (
+    zero_shot_accuracy(test_heldout), zero_shot_accuracy(test_seen))
+caption_acc_heldout, caption_acc_seen = (caption_accuracy(test_heldout),
+                                         caption_accuracy(test_seen))
+
+# ---- retrieval: one new image per caption, held-out pairs included ---------------------------
+retrieval_images = render(*attrs.T, seed=cfg.seed + 2, image_size=cfg.image_size)
+r1_i2t, r1_t2i = retrieval_recall_at_1(embed_images(model, retrieval_images), caption_embeds)
+print(f"zero-shot colour–shape accuracy: held-out pairs {zero_shot_acc_heldout:.3f}, "
+      f"seen pairs {zero_shot_acc_seen:.3f} (prompt ensembling: {ensemble_acc_heldout:.3f}, "
+      f"{ensemble_acc_seen:.3f}); exact caption: held-out {caption_acc_heldout:.3f}"
+      f", seen {caption_acc_seen:.3f}; retrieval R@1 image->text {r1_i2t:.3f}, "
+      f"text->image {r1_t2i:.3f}")
+
+# ---- captioning by retrieval: a grid of test images and their top-3 captions ----------------
+n_cells = 8 * cfg.grid_rows
+half = n_cells // 2
+grid_images = np.concatenate([test_heldout.images[:half], test_seen.images[:n_cells - half]])
+true_captions = test_heldout.captions[:half] + test_seen.captions[:n_cells - half]
+top3 = caption_by_retrieval(embed_images(model, grid_images), caption_embeds, captions,
+                            model.logit_scale.item(), k=3)
+grid = image_grid(grid_images, nrow=8, padding=2, pad_value=0.5)
+write_png(os.path.join(cfg.out_dir, "captions.png"), np.repeat(np.repeat(grid, 3, 0), 3, 1))
+with open(os.path.join(cfg.out_dir, "captions.txt"), "w") as f:
+    f.write("captions.png, row by row (8 per row); the first half are held-out colour–shape "
+            "pairs.\n")
+    for k, (truth, best) in enumerate(zip(true_captions, top3)):
+        f.write(f"\n[row {k // 8}, col {k % 8}] {'held-out' if k < half else 'seen'}: "
+                f"{truth}\n")
+        f.writelines(f"  {p:.2f}  {text}{'  <- right' if text == truth else ''}\n"
+                     for text, p in best)
+
+summary = {
+    "zero_shot_acc_heldout": round(zero_shot_acc_heldout, 4),
+    "zero_shot_acc_seen": round(zero_shot_acc_seen, 4),
+    "ensemble_acc_heldout": round(ensemble_acc_heldout, 4),
+    "ensemble_acc_seen": round(ensemble_acc_seen, 4),
+    "caption_acc_heldout": round(caption_acc_heldout, 4),
+    "caption_acc_seen": round(caption_acc_seen, 4),
+    "retrieval_r1": round((r1_i2t + r1_t2i) / 2, 4),
+    "retrieval_r1_image_to_text": round(r1_i2t, 4), "retrieval_r1_text_to_image": round(r1_t2i, 4),
+    "final_loss": round(loss_value, 4), "logit_scale": round(model.logit_scale.item(), 3),
+    "iters": it, "ms_per_iter": round(1000 * train_time / max(it, 1), 1),
+    "seconds": round(time.time() - t_start, 1), "params": model.num_parameters(),
+    "device": cfg.device, "seed": cfg.seed,
+}
+with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
+    json.dump(summary, f)
+print(json.dumps(summary))

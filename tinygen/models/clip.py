@@ -1,0 +1,283 @@
+"""CLIP: contrastive language–image pre-training (Radford et al. 2021, "Learning Transferable
+Visual Models From Natural Language Supervision").
+
+Two encoders map an image and a caption into one shared space of unit vectors; training pulls
+each image towards its own caption and pushes it from the other captions in the batch (the
+symmetric cross-entropy of the paper's Figure 3). Afterwards any text is a classifier:
+embed "a photo of a {label}" for every label and pick the nearest (zero-shot classification).
+
+- Image encoder: a small Vision Transformer (Dosovitskiy et al. 2021) — patches -> linear
+  patch embedding, a learned [class] token and positions, then the *same* pre-LN transformer
+  blocks as the GPT (tinygen.models.gpt.Block) with attention made non-causal. A ViT rather
+  than a conv net because it shows that one block serves text and images alike, and learned
+  positions let it say "top left" as easily as "red".
+- Text encoder: the GPT's causal blocks over word tokens; the caption's summary is the final
+  LayerNorm's output at the end-of-text token (as in CLIP, whose text encoder is a GPT-2).
+- Linear projections (no bias) into the shared space, L2-normalised; a learned temperature
+  `logit_scale` = log(1/τ), initialised to ln(1/0.07) and clamped at ln 100 (Section 2.5).
+
+Read in order: the non-causal block, config, encoders, CLIP, clip_loss, then evaluation
+(zero-shot classification, retrieval R@1, captioning by retrieval).
+Shapes: B batch, T tokens, C channels, D = embed_dim, K classes or candidate captions.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinygen import nn
+from tinygen.autograd import no_grad
+from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig
+from tinygen.nn import functional as F
+from tinygen.tensor import Tensor, cat
+
+LOGIT_SCALE_INIT = math.log(1 / 0.07)  # temperature τ = 0.07 at the start (CLIP Section 2.5)
+LOGIT_SCALE_MAX = math.log(100)        # "clipped to prevent scaling the logits by more than 100"
+
+
+# ---- a non-causal transformer block for images ----------------------------------------------
+class SelfAttention(CausalSelfAttention):
+    """The GPT's attention with every patch seeing every other patch (no causal mask)."""
+
+    is_causal = False
+
+
+class EncoderBlock(Block):
+    """gpt.Block (pre-LN: x + attn(ln(x)), x + mlp(ln(x))) with non-causal attention."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.attn = SelfAttention(config)
+
+
+# ---- config ---------------------------------------------------------------------------------
+@dataclass
+class CLIPConfig:
+    embed_dim: int = 64          # D, the shared image–text space
+    # image encoder (ViT)
+    image_size: int = 32         # square RGB images [B, 3, image_size, image_size]
+    patch_size: int = 4          # (32 / 4)^2 = 64 patches
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_width: int = 64       # C of the image transformer
+    # text encoder (causal transformer)
+    vocab_size: int = 25
+    context_length: int = 10     # tokens per caption, <bos> ... <eot> <pad> ...
+    text_layers: int = 2
+    text_heads: int = 4
+    text_width: int = 64         # C of the text transformer
+    dropout: float = 0.0
+    bias: bool = True
+
+
+def _block_config(width, heads, layers, config, block_size):
+    return GPTConfig(block_size=block_size, n_layer=layers, n_head=heads, n_embd=width,
+                     dropout=config.dropout, bias=config.bias)
+
+
+# ---- encoders -------------------------------------------------------------------------------
+class VisionTransformer(nn.Module):
+    """images [B, 3, S, S] -> features [B, C] at the [class] token."""
+
+    def __init__(self, config):
+        p, C = config.patch_size, config.vision_width
+        assert config.image_size % p == 0, "image_size must be a multiple of patch_size"
+        n_patches = (config.image_size // p) ** 2
+        self.patch_size = p
+        # a Linear on flattened p x p patches: the same map as Conv2d(3, C, p, stride=p)
+        self.patch_embed = nn.Linear(3 * p * p, C, bias=False)
+        self.class_embedding = nn.Parameter(np.zeros(C, np.float32))
+        self.positional_embedding = nn.Parameter(np.zeros((n_patches + 1, C), np.float32))
+        self.ln_pre = nn.LayerNorm(C, bias=config.bias)
+        block = _block_config(C, config.vision_heads, config.vision_layers, config, n_patches + 1)
+        self.blocks = nn.ModuleList(EncoderBlock(block) for _ in range(config.vision_layers))
+        self.ln_post = nn.LayerNorm(C, bias=config.bias)
+
+    def forward(self, images):
+        B, _, S, _ = images.shape
+        p, g = self.patch_size, S // self.patch_size  # g x g patches
+        x = images.reshape(B, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5)  # [B, g, g, 3, p, p]
+        x = self.patch_embed(x.reshape(B, g * g, 3 * p * p))            # [B, g*g, C]
+        cls = self.class_embedding.reshape(1, 1, -1).expand(B, 1, x.shape[-1])
+        x = cat([cls, x], axis=1) + self.positional_embedding           # [B, T = g*g + 1, C]
+        x = self.ln_pre(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_post(x[:, 0, :])                                 # [B, C]
+
+
+class TextTransformer(nn.Module):
+    """token ids [B, T] and the position of each <eot> [B] -> features [B, C] at <eot>.
+    Attention is causal, as in CLIP, so <pad> tokens after <eot> never reach it."""
+
+    def __init__(self, config):
+        C = config.text_width
+        self.token_embedding = nn.Embedding(config.vocab_size, C)
+        self.positional_embedding = nn.Parameter(np.zeros((config.context_length, C),
+                                                          np.float32))
+        block = _block_config(C, config.text_heads, config.text_layers, config,
+                              config.context_length)
+        self.blocks = nn.ModuleList(Block(block) for _ in range(config.text_layers))
+        self.ln_final = nn.LayerNorm(C, bias=config.bias)
+
+    def forward(self, ids, eot):
+        B, T = ids.shape
+        x = self.token_embedding(ids) + self.positional_embedding[:T]   # [B, T, C]
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_final(x)
+        xp = get_array_module(x.data)
+        return x[xp.arange(B), to_device(eot, x.device)]                # [B, C]
+
+
+def normalize(x):
+    """Rows of x scaled to unit length: x / ||x||, so dot products are cosine similarities."""
+    return x / ((x * x).sum(axis=-1, keepdims=True) + 1e-12).sqrt()
+
+
+# ---- the model ------------------------------------------------------------------------------
+class CLIP(nn.Module):
+    def __init__(self, config):
+        self.config = config
+        self.visual = VisionTransformer(config)
+        self.text = TextTransformer(config)
+        self.visual_projection = nn.Linear(config.vision_width, config.embed_dim, bias=False)
+        self.text_projection = nn.Linear(config.text_width, config.embed_dim, bias=False)
+        # shape [1] rather than []: optim.Adam's in-place update needs an array, and a 0-d
+        # NumPy product (g * g) comes back as a scalar
+        self.logit_scale = nn.Parameter(np.full(1, LOGIT_SCALE_INIT, np.float32))
+        self._init_weights()
+
+    def _init_weights(self):
+        """GPT-2's N(0, 0.02) for weights and positions, zero biases; residual projections
+        scaled by 1/sqrt(2 n_layer); projections to the shared space N(0, width^-1/2)."""
+        n_layer = max(self.config.vision_layers, self.config.text_layers, 1)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, 0.0, 0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if name.endswith("c_proj"):
+                nn.init.normal_(module.weight, 0.0, 0.02 / math.sqrt(2 * n_layer))
+        for p in (self.visual.positional_embedding, self.visual.class_embedding,
+                  self.text.positional_embedding):
+            nn.init.normal_(p, 0.0, 0.02)
+        nn.init.normal_(self.visual_projection.weight, 0.0, self.config.vision_width ** -0.5)
+        nn.init.normal_(self.text_projection.weight, 0.0, self.config.text_width ** -0.5)
+
+    def encode_image(self, images):
+        """images [B, 3, S, S] -> image_embeds [B, D], unit length."""
+        images = images if isinstance(images, Tensor) else Tensor(images)
+        return normalize(self.visual_projection(self.visual(images.to(self.logit_scale.device))))
+
+    def encode_text(self, ids, eot):
+        """token ids [B, T], <eot> positions [B] -> text_embeds [B, D], unit length."""
+        ids = to_device(ids.data if isinstance(ids, Tensor) else ids, self.logit_scale.device)
+        return normalize(self.text_projection(self.text(ids, eot)))
+
+    def forward(self, images, ids, eot):
+        """A batch of matching pairs -> (image_embeds [B, D], text_embeds [B, D], loss)."""
+        image_embeds, text_embeds = self.encode_image(images), self.encode_text(ids, eot)
+        return image_embeds, text_embeds, clip_loss(image_embeds, text_embeds, self.logit_scale)
+
+    def clamp_logit_scale(self):
+        """Call after each optimizer step: keep logit_scale in [0, ln 100] (open_clip does
+        the same), so the logits are never scaled by more than 100."""
+        xp = get_array_module(self.logit_scale.data)
+        xp.clip(self.logit_scale.data, 0.0, LOGIT_SCALE_MAX, out=self.logit_scale.data)
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
+        """AdamW, decaying matrices only (not biases, gains or logit_scale), as in the GPT."""
+        from tinygen import optim
+
+        params = self.parameters()
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+
+
+def clip_loss(image_embeds, text_embeds, logit_scale):
+    """The symmetric contrastive loss (CLIP, Figure 3). With unit-length embeddings [B, D]:
+
+        logits[i, j] = exp(logit_scale) * <image_embeds[i], text_embeds[j]>   [B, B]
+        loss = (cross_entropy(logits, labels) + cross_entropy(logitsᵀ, labels)) / 2
+
+    where labels = 0..B-1: image i's caption is text i (rows: image -> text, columns:
+    text -> image)."""
+    logits = logit_scale.exp() * (image_embeds @ text_embeds.T)        # [B, B]
+    labels = get_array_module(logits.data).arange(logits.shape[0])
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+@no_grad()
+def embed_images(model, images, batch_size=500):
+    """image_embeds as a NumPy array [N, D] (eval mode, in batches)."""
+    was_training = model.training
+    model.eval()
+    out = [to_numpy(model.encode_image(images[i:i + batch_size]).data)
+           for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return np.concatenate(out)
+
+
+@no_grad()
+def embed_texts(model, tokenizer, texts, batch_size=500):
+    """text_embeds as a NumPy array [N, D] of a list of strings."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ids, eot = tokenizer.encode_batch(texts[i:i + batch_size], model.config.context_length)
+        out.append(to_numpy(model.encode_text(ids, eot).data))
+    model.train(was_training)
+    return np.concatenate(out)
+
+
+def zero_shot_classifier(model, tokenizer, class_prompts):
+    """One unit vector per class [K, D] from K lists of prompts: the mean of the prompts'
+    text_embeds, renormalised (CLIP's prompt ensembling, Section 3.1.4)."""
+    classes = []
+    for prompts in class_prompts:
+        mean = embed_texts(model, tokenizer, list(prompts)).mean(axis=0)
+        classes.append(mean / np.linalg.norm(mean))
+    return np.stack(classes)
+
+
+def zero_shot_marginal(image_embeds, caption_embeds, caption_class, n_classes, logit_scale):
+    """Class probabilities [N, n_classes] from a softmax over every candidate caption [K, D]
+    at the model's temperature, each class collecting the probability of its captions
+    (caption_class [K] int): attributes a class does not name are summed out, not averaged
+    into one prompt."""
+    logits = math.exp(logit_scale) * (image_embeds @ caption_embeds.T)  # [N, K]
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    onehot = np.eye(n_classes, dtype=probs.dtype)[caption_class]        # [K, n_classes]
+    return probs @ onehot
+
+
+def zero_shot_predict(image_embeds, class_embeds):
+    """The class whose embedding is nearest (largest cosine) to each image: int [N]."""
+    return (image_embeds @ class_embeds.T).argmax(axis=1)
+
+
+def retrieval_recall_at_1(image_embeds, text_embeds):
+    """R@1 for N matching pairs (row i of each belongs together):
+    (image -> text: the nearest text is its own, text -> image: the nearest image is its own)."""
+    sim = image_embeds @ text_embeds.T                                 # [N, N]
+    target = np.arange(len(sim))
+    return float((sim.argmax(axis=1) == target).mean()), float((sim.argmax(axis=0) == target)
+                                                               .mean())
+
+
+def caption_by_retrieval(image_embeds, caption_embeds, captions, logit_scale, k=3):
+    """Captioning without a decoder: the k captions nearest to each image, with their
+    probabilities under softmax(exp(logit_scale) * cosine) over all candidates.
+    Returns a list (one per image) of k (caption, probability) pairs."""
+    logits = math.exp(logit_scale) * (image_embeds @ caption_embeds.T)  # [N, K]
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    top = np.argsort(-probs, axis=1)[:, :k]
+    return [[(captions[j], float(probs[i, j])) for j in row] for i, row in enumerate(top)]
