@@ -1,0 +1,209 @@
+"""Train a GAN and look at its samples: 2-D toy mixtures (MLPs) or 28x28 images (DCGAN),
+top to bottom: config -> data -> models -> training loop -> samples, pictures and scores.
+
+    python demos/gan.py --dataset ring        # 8 Gaussians on a circle: are all 8 modes hit?
+    python demos/gan.py --dataset grid        # 25 Gaussians on a 5x5 grid
+    python demos/gan.py --dataset fashion     # DCGAN on Fashion-MNIST (procedural if absent)
+    python demos/gan.py --dataset mnist --data DIR   # DCGAN on the MNIST IDX files in DIR
+    python demos/gan.py --smoke               # a few seconds, to check that it all runs
+
+Toys are scored as in VEEGAN and PacGAN: of 2,500 samples, the share within 3 sigma of a
+mode ("high quality") and the number of modes that at least one of those lands on. Images
+are scored by a small classifier trained on the same data (cached in <out_dir>): the share
+of samples it is >= 90% sure about, and how many classes those cover. Pictures go to
+<out_dir>/*.png. It ends with one JSON line of headline figures, also <out_dir>/summary.json.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import tinygen as tg
+from tinygen import optim
+from tinygen.data.images import iterate_minibatches, load_images, to_float
+from tinygen.data.png import BLACK, GREY, RED, image_grid, scatter_plot, write_png
+from tinygen.data.toys import grid_distribution, ring_distribution
+from tinygen.models.classifier import load_or_train_classifier, score_generated
+from tinygen.models.gan import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    sample,
+    train_step,
+)
+
+TOYS = ("ring", "grid")
+IMAGES = ("fashion", "mnist")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "ring"       # ring | grid (2-D toys) | fashion | mnist (28x28 images)
+    data: str = ""              # a folder with IDX files; fashion without it: Debian's copy
+    out_dir: str = ""           # empty: out/gan-<dataset>
+    seed: int = 0
+    # the game; None means the dataset's default, from DEFAULTS below
+    loss: str = "nonsaturating"  # nonsaturating | hinge (see tinygen/models/gan.py)
+    pac: int = None             # PacGAN packing: D judges this many samples at once
+    steps: int = None           # training steps (one D update and one G update each)
+    batch_size: int = None      # real samples per step (a multiple of pac)
+    lr: float = None            # Adam learning rate of both nets, decayed linearly to lr/10
+    beta1: float = 0.5          # Adam beta1 (DCGAN: 0.5, not 0.9, steadies the game)
+    z_dim: int = None           # size of the noise z
+    width: int = None           # hidden units of the toy MLPs / ngf = ndf of DCGAN
+    n_layers: int = 4           # hidden layers of each toy MLP
+    batch_norm: int = None      # 1: batch norm in the toy G (as PacGAN's); DCGAN always has it
+    # evaluation
+    n_eval: int = None          # samples scored at the end (2,500 for toys, as the papers)
+    log_interval: int = None
+    classifier: str = ""        # where the judge classifier is cached (images only);
+                                # empty: <out_dir>/classifier.safetensors
+    classifier_epochs: int = 10  # its training epochs (it always uses seed 0: a fixed judge)
+    smoke: bool = False         # a run of a few seconds
+
+
+TOY = {"pac": 2, "steps": 8000, "batch_size": 256, "lr": 2e-4, "z_dim": 2, "width": 256,
+       "n_eval": 2500, "log_interval": 1000}
+IMAGE = {"pac": 1, "steps": 4000, "batch_size": 64, "lr": 5e-4, "z_dim": 64, "width": 32,
+         "n_eval": 2000, "log_interval": 200, "batch_norm": 1}
+DEFAULTS = {"ring": {**TOY, "batch_norm": 1}, "grid": {**TOY, "batch_norm": 0},
+            "fashion": IMAGE, "mnist": IMAGE}
+SMOKE = {
+    "toy": {"steps": 60, "batch_size": 64, "width": 32, "n_eval": 500, "log_interval": 20},
+    "image": {"steps": 4, "batch_size": 16, "width": 8, "n_eval": 100, "log_interval": 2,
+              "classifier_epochs": 1},
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name
+        if f.type is bool:
+            parser.add_argument(name, action="store_true", default=f.default)
+        else:
+            parser.add_argument(name, type=f.type, default=f.default)
+    cfg = TrainConfig(**vars(parser.parse_args()))
+    if cfg.dataset not in TOYS + IMAGES:
+        parser.error(f"--dataset must be one of {', '.join(TOYS + IMAGES)}, got {cfg.dataset!r}")
+    given = {k: v for k, v in vars(cfg).items() if v is not None}
+    if cfg.smoke:  # tiny sizes, in place of the defaults and of any flags for the same fields
+        given.update(SMOKE["toy" if cfg.dataset in TOYS else "image"])
+    cfg = TrainConfig(**{**DEFAULTS[cfg.dataset], **given})
+    if not cfg.out_dir:
+        cfg.out_dir = os.path.join("out", f"gan-{cfg.dataset}")
+    if cfg.batch_size % cfg.pac:
+        parser.error(f"--batch_size {cfg.batch_size} must be a multiple of --pac {cfg.pac}")
+    return cfg
+
+
+cfg = parse_args()
+is_toy = cfg.dataset in TOYS
+os.makedirs(cfg.out_dir, exist_ok=True)
+tg.manual_seed(cfg.seed)                 # initial weights and the noise z
+data_rng = np.random.default_rng(cfg.seed)  # real samples / minibatch order
+t_start = time.time()
+
+# ---- data ---------------------------------------------------------------------------------
+if is_toy:
+    dist = ring_distribution() if cfg.dataset == "ring" else grid_distribution()
+    source = f"{dist.name}, sigma {dist.std}"
+else:
+    # fashion without --data: Debian's Fashion-MNIST if installed, else procedural shapes
+    kind = "mnist" if cfg.dataset == "mnist" else ("fashion" if cfg.data else "auto")
+    n_keep = 512 if cfg.smoke else None  # smoke: a slice, and little procedural data to draw
+    train_data, test_data = (load_images(kind, cfg.data or None, split, seed=cfg.seed,
+                                         n_procedural=n_keep) for split in ("train", "test"))
+    source = train_data.source + (f", first {n_keep} images" if n_keep else "")  # the cache key
+    x_train, y_train = to_float(train_data.images[:n_keep]), train_data.labels[:n_keep]
+    x_test, y_test = to_float(test_data.images[:n_keep]), test_data.labels[:n_keep]
+    reals = 2 * x_train - 1  # [N, 1, 28, 28]: G ends in tanh, so the data goes to [-1, 1]
+print(f"data: {source}")
+
+
+def real_batches():
+    """An endless stream of real batches [batch_size, ...] as tensors."""
+    while True:
+        if is_toy:
+            yield tg.tensor(dist.sample(cfg.batch_size, data_rng))
+        else:
+            for idx in iterate_minibatches(len(reals), cfg.batch_size, data_rng, drop_last=True):
+                yield tg.tensor(reals[idx])
+
+
+# ---- models and optimizers ----------------------------------------------------------------
+if is_toy:
+    G = MLPGenerator(cfg.z_dim, cfg.width, cfg.n_layers, out_dim=2,
+                     batch_norm=bool(cfg.batch_norm))
+    D = MLPDiscriminator(2, cfg.width, cfg.n_layers, pac=cfg.pac)
+else:
+    G = DCGANGenerator(cfg.z_dim, ngf=cfg.width)
+    D = DCGANDiscriminator(ndf=cfg.width, pac=cfg.pac)
+opt_g = optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+opt_d = optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+print(f"G: {G.num_parameters():,} parameters, D: {D.num_parameters():,} (pac {cfg.pac}), "
+      f"{cfg.loss} loss")
+
+# ---- training loop ------------------------------------------------------------------------
+batches = real_batches()
+t_train = time.time()
+for step in range(cfg.steps):
+    lr = cfg.lr * (1 - 0.9 * step / cfg.steps)  # linear decay to lr/10 sharpens the modes
+    for opt in (opt_g, opt_d):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    d_loss, g_loss = train_step(G, D, opt_g, opt_d, next(batches), cfg.loss)
+    if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
+        raise FloatingPointError(f"the losses became D {d_loss}, G {g_loss} at step {step}")
+    if step % cfg.log_interval == 0 or step == cfg.steps - 1:
+        elapsed = time.time() - t_train
+        print(f"step {step}: D loss {d_loss:.4f}, G loss {g_loss:.4f}, lr {lr:.1e}, "
+              f"{elapsed:.0f}s, {(step + 1) / elapsed:.1f} steps/s")
+train_seconds = time.time() - t_train
+tg.save(G.state_dict(), os.path.join(cfg.out_dir, "generator.safetensors"))
+
+# ---- samples, pictures and scores ---------------------------------------------------------
+summary = {"dataset": cfg.dataset, "data_source": source, "seed": cfg.seed, "pac": cfg.pac,
+           "loss": cfg.loss, "steps": cfg.steps}
+fake = sample(G, cfg.n_eval).numpy()
+if is_toy:
+    cover = dist.coverage(fake)  # VEEGAN / PacGAN: 3 sigma, at least one sample per mode
+    summary.update({k: cover[k] for k in ("modes_captured", "modes_total")})
+    summary["high_quality_frac"] = round(cover["high_quality_frac"], 4)
+    summary["samples_per_mode"] = cover["counts"].tolist()
+    real = dist.sample(cfg.n_eval, data_rng)
+    picture = scatter_plot([real, fake], [GREY, RED], rings=[(dist.centers, 3 * dist.std, BLACK)])
+    paths = [os.path.join(cfg.out_dir, f"{cfg.dataset}_samples.png")]
+    write_png(paths[0], picture)
+else:
+    fake = (fake + 1) / 2  # back to [0, 1], the classifier's range
+    clf_path = cfg.classifier or os.path.join(cfg.out_dir, "classifier.safetensors")
+    clf, info = load_or_train_classifier(clf_path, x_train, y_train, source, x_test, y_test,
+                                         epochs=cfg.classifier_epochs, seed=0)
+    score = score_generated(clf, fake)
+    real_score = score_generated(clf, x_test[:cfg.n_eval])  # the same judge on real images
+    summary.update({"classes_covered": score["classes_covered"],
+                    "confident_frac": round(score["confident_frac"], 4),
+                    "class_counts": score["class_counts"],
+                    "real_confident_frac": round(real_score["confident_frac"], 4),
+                    "classifier_test_accuracy": info["test_accuracy"],
+                    "confidence_threshold": score["threshold"],
+                    "min_count": score["min_count"]})
+    paths = [os.path.join(cfg.out_dir, f"{cfg.dataset}_samples.png"),
+             os.path.join(cfg.out_dir, f"{cfg.dataset}_real.png")]
+    write_png(paths[0], image_grid(fake[:64, 0], nrow=8))
+    write_png(paths[1], image_grid(x_test[:64, 0], nrow=8))
+print("pictures: " + ", ".join(paths))
+
+summary.update({"train_seconds": round(train_seconds, 1),
+                "seconds": round(time.time() - t_start, 1)})
+with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
+    json.dump(summary, f)
+print(json.dumps(summary))

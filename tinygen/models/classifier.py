@@ -1,0 +1,150 @@
+"""A small convolutional image classifier, used as a judge of generated images.
+
+A GAN has no likelihood to report, so image GANs are scored by a classifier trained on the
+real data (the idea behind the Inception Score, Salimans et al. 2016, with a small network
+in place of Inception): a good sample is one the classifier is sure about, and a generator
+that covers the data makes sure-looking samples of every class. `score_generated` reports
+both: the share of confident samples and how many classes they land in.
+
+    clf = load_or_train_classifier("out/classifier.safetensors", x_train, y_train, ...)
+    score_generated(clf, images)  # {'confident_frac': 0.83, 'classes_covered': 10, ...}
+
+Shapes: B batch, images [B, 1, 28, 28] with values in [0, 1] (what `to_float` gives).
+"""
+
+import os
+
+import numpy as np
+
+from tinygen import nn, optim
+from tinygen.autograd import no_grad
+from tinygen.backend import to_numpy
+from tinygen.data.images import iterate_minibatches
+from tinygen.nn import functional as F
+from tinygen.random import manual_seed
+from tinygen.serialization import load, save
+from tinygen.tensor import Tensor
+
+CONFIDENCE = 0.9  # a sample is "confident" when its top class probability is >= this
+MIN_COUNT = 10    # a class is "covered" when at least this many confident samples land in it
+
+
+class ConvClassifier(nn.Module):
+    """Two strided 4x4 convolutions (28 -> 14 -> 7) and a two-layer MLP: logits [B, K].
+    Strided convolutions stand in for pooling, as in the DCGAN discriminator next door."""
+
+    def __init__(self, n_classes=10, channels=1, width=16, hidden=128):
+        self.conv1 = nn.Conv2d(channels, width, 4, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)
+        self.fc1 = nn.Linear(2 * width * 7 * 7, hidden)
+        self.fc2 = nn.Linear(hidden, n_classes)
+        self.config = {"n_classes": n_classes, "channels": channels, "width": width,
+                       "hidden": hidden}
+
+    def forward(self, x):
+        h = self.conv1(x).relu()                   # [B, width, 14, 14]
+        h = self.conv2(h).relu()                   # [B, 2width, 7, 7]
+        h = self.fc1(h.reshape(h.shape[0], -1)).relu()  # [B, hidden]
+        return self.fc2(h)                         # [B, K]
+
+
+@no_grad()
+def predict_proba(classifier, images, batch_size=500):
+    """Class probabilities, NumPy [N, K], of images [N, 1, 28, 28] in [0, 1] (array or Tensor)."""
+    images = images.data if isinstance(images, Tensor) else images
+    was_training = classifier.training
+    classifier.eval()
+    probs = [to_numpy(classifier(Tensor(images[i:i + batch_size])).softmax(-1).data)
+             for i in range(0, len(images), batch_size)]
+    classifier.train(was_training)
+    return np.concatenate(probs)
+
+
+def accuracy(classifier, images, labels):
+    """Share of images whose most likely class is the label."""
+    return float((predict_proba(classifier, images).argmax(-1) == np.asarray(labels)).mean())
+
+
+def train_classifier(images, labels, n_classes=10, epochs=10, batch_size=128, lr=1e-3, seed=0,
+                     log=print):
+    """Train a ConvClassifier with Adam (learning rate decayed linearly to 0) and cross-entropy
+    on images [N, 1, 28, 28] in [0, 1] and integer labels [N]. On Fashion-MNIST 10 epochs
+    give 90% test accuracy (5 epochs: 89%).
+    `seed` seeds tinygen's global generator (the initial weights) and the minibatch order,
+    so the same arguments always give the same classifier: a fixed judge."""
+    manual_seed(seed)
+    rng = np.random.default_rng(seed)  # the order of the minibatches
+    model = ConvClassifier(n_classes, channels=images.shape[1])
+    opt = optim.Adam(model.parameters(), lr=lr)
+    step, n_steps = 0, epochs * -(-len(images) // batch_size)
+    for epoch in range(epochs):
+        for idx in iterate_minibatches(len(images), batch_size, rng):
+            for group in opt.param_groups:  # linear decay to 0: a last, finer-grained descent
+                group["lr"] = lr * (1 - step / n_steps)
+            loss = F.cross_entropy(model(Tensor(images[idx])), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if log and step % 100 == 0:
+                log(f"classifier epoch {epoch} step {step}: loss {loss.item():.4f}")
+            step += 1
+    return model
+
+
+def save_classifier(classifier, path, **info):
+    """Weights, the constructor's arguments and any JSON-able `info` (data source, accuracy)."""
+    save({"model": classifier.state_dict(), "config": classifier.config, "info": info}, path)
+
+
+def load_classifier(path):
+    """(classifier, info) from a file written by `save_classifier`."""
+    ckpt = load(path)
+    classifier = ConvClassifier(**ckpt["config"])
+    classifier.load_state_dict(ckpt["model"])
+    return classifier, ckpt["info"]
+
+
+def load_or_train_classifier(path, images, labels, source, test_images=None, test_labels=None,
+                             log=print, **train_kwargs):
+    """The classifier cached at `path` if it was trained on the same `source` (a string such
+    as ImageData.source) with the same `train_kwargs` (see train_classifier); else train one,
+    measure its test accuracy and cache it there. Returns (classifier, info), info holding
+    "source", "train_kwargs" and "test_accuracy"."""
+    if os.path.exists(path):
+        classifier, info = load_classifier(path)
+        if info.get("source") == source and info.get("train_kwargs") == train_kwargs:
+            log(f"classifier: loaded {path} (test accuracy {info['test_accuracy']})")
+            return classifier, info
+    classifier = train_classifier(images, labels, log=log, **train_kwargs)
+    acc = accuracy(classifier, test_images, test_labels) if test_images is not None else None
+    info = {"source": source, "train_kwargs": train_kwargs, "test_accuracy": acc}
+    save_classifier(classifier, path, **info)
+    log(f"classifier: trained on {source}, test accuracy {acc}, saved to {path}")
+    return classifier, info
+
+
+# ---- scoring generated images -----------------------------------------------------------------
+def score_probabilities(probs, threshold=CONFIDENCE, min_count=MIN_COUNT):
+    """Score class probabilities [N, K] of N generated images.
+
+    confident_frac: the share of images whose top class probability is >= threshold (0.9:
+      the classifier would bet nine to one on one class; a blurry or hybrid image it won't).
+    class_counts: for each class, how many confident images it is the top class of [K].
+    classes_covered: the number of classes with at least `min_count` confident images
+      (10 by default, 0.5% of the 2,000 samples the demo scores, so that one lucky image
+      does not count as covering a class; min_count=1 is the lenient rule of the 2-D toys).
+    """
+    probs = np.asarray(probs)
+    top = probs.max(axis=-1)                          # [N]
+    confident = top >= threshold                      # [N]
+    counts = np.bincount(probs.argmax(axis=-1)[confident], minlength=probs.shape[-1])  # [K]
+    return {"confident_frac": float(confident.mean()),
+            "classes_covered": int((counts >= min_count).sum()),
+            "class_counts": counts.tolist(),
+            "threshold": threshold, "min_count": min_count}
+
+
+def score_generated(classifier, images, threshold=CONFIDENCE, min_count=MIN_COUNT):
+    """`score_probabilities` of the classifier's judgement of images [N, 1, 28, 28] in [0, 1]
+    (map a tanh generator's output x to (x + 1) / 2 first)."""
+    return score_probabilities(predict_proba(classifier, images), threshold, min_count)
