@@ -6,8 +6,11 @@ to fool D. Read in order: the losses, PacGAN packing, the MLPs for 2-D toy data,
 28x28 images, one training step that both share, and sampling.
 
 Mode collapse -- G covering only a few of the data's modes -- is the classic failure. One
-published remedy is PacGAN (Lin et al. 2018): D judges `pac` samples at once, concatenated,
-so a batch of look-alikes is easy to spot as fake. It changes only D's input layer.
+published remedy is PacGAN (Lin et al. 2018): D judges `pac` samples at once, concatenated.
+m samples from a collapsed G look alike where m real samples do not, so D can tell them
+apart by their variety, not only one by one. It changes only D's input layer. (The price:
+D's input has m times the dimensions, and on the 5x5 grid of the demo it learned so much
+more slowly that the grid does better without packing.)
 
 Shapes: B batch, Z noise size (z_dim), D_in data size (2 for the toys), m = pac.
 """
