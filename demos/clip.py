@@ -29,7 +29,6 @@ font to draw text into the PNG), the checkpoint, and summary.json, also printed 
 JSON line.
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -45,6 +44,7 @@ import numpy as np
 
 import tinygen as tg
 from tinygen.checkpoint import save_checkpoint
+from tinygen.cli import parse_config
 from tinygen.data.images import iterate_minibatches
 from tinygen.data.png import image_grid, write_png
 from tinygen.data.shapes import (
@@ -111,14 +111,7 @@ class TrainConfig:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(TrainConfig):
-        name = "--" + f.name
-        if f.type is bool:
-            parser.add_argument(name, action="store_true", default=f.default)
-        else:
-            parser.add_argument(name, type=f.type, default=f.default)
-    cfg = TrainConfig(**vars(parser.parse_args()))
+    cfg = parse_config(TrainConfig, __doc__)
     if cfg.smoke:
         cfg = dataclasses.replace(cfg, n_train=256, n_test=60, max_iters=6, batch_size=32,
                                   warmup_iters=2, log_interval=2, vision_layers=1,

@@ -10,7 +10,6 @@ loop -> checkpoint -> samples, top to bottom (after nanoGPT's train.py and sampl
 It ends with one JSON line of headline figures, also written to <out_dir>/summary.json.
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -22,6 +21,7 @@ import numpy as np
 
 import tinygen as tg
 from tinygen.checkpoint import load_checkpoint, save_checkpoint
+from tinygen.cli import parse_config
 from tinygen.data import (
     BPETokenizer,
     CharTokenizer,
@@ -81,14 +81,7 @@ class TrainConfig:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(TrainConfig):
-        name = "--" + f.name
-        if f.type is bool:
-            parser.add_argument(name, action="store_true", default=f.default)
-        else:
-            parser.add_argument(name, type=f.type, default=f.default)
-    cfg = TrainConfig(**vars(parser.parse_args()))
+    cfg = parse_config(TrainConfig, __doc__)
     if cfg.smoke:
         cfg = dataclasses.replace(cfg, max_iters=20, eval_interval=10, eval_iters=2,
                                   log_interval=5, corpus_bytes=100_000, bpe_vocab_size=300,

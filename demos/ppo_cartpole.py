@@ -10,7 +10,6 @@ It ends with one JSON line of headline figures, also written to <out_dir>/summar
 mean_return is the mean return of the last 100 finished episodes (500 is the maximum).
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -27,6 +26,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 
 import tinygen as tg
+from tinygen.cli import parse_config
 from tinygen.rl.cartpole import CartPole
 from tinygen.rl.ppo import Agent, RolloutStorage, collect_rollout, compute_gae, ppo_update
 
@@ -58,14 +58,7 @@ class Args:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        if f.type is bool:  # --norm_adv / --no-norm_adv
-            parser.add_argument("--" + f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default)
-        else:
-            parser.add_argument("--" + f.name, type=f.type, default=f.default)
-    args = Args(**vars(parser.parse_args()))
+    args = parse_config(Args, __doc__)
     if args.smoke:
         args = dataclasses.replace(args, total_timesteps=4 * args.num_envs * args.num_steps,
                                    log_interval=1)

@@ -24,7 +24,6 @@ KL(π ‖ π_ref) in nats per response. It ends with one JSON line, also written
 <out_dir>/summary.json.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -38,6 +37,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 
 import tinygen as tg
+from tinygen.cli import parse_config
 from tinygen.models.gpt import GPT, GPTConfig
 from tinygen.optim import clip_grad_norm_
 from tinygen.rl.dpo import batched_sequence_logprob, dpo_batch_loss, implicit_reward_accuracy
@@ -112,14 +112,7 @@ class Args:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(Args):
-        if f.type is bool:  # --anneal_lr / --no-anneal_lr
-            parser.add_argument("--" + f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default)
-        else:
-            parser.add_argument("--" + f.name, type=f.type, default=f.default)
-    args = Args(**vars(parser.parse_args()))
+    args = parse_config(Args, __doc__)
     if args.smoke:
         args = dataclasses.replace(args, eval_prompts=64, sft_examples=512, sft_iters=20,
                                    pref_prompts=128, rm_iters=10, ppo_iters=2, batch_size=16,

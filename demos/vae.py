@@ -14,7 +14,6 @@ above, reconstructions below) and interpolations.png to --out_dir, and ends with
 line of headline figures, also written to <out_dir>/summary.json.
 """
 
-import argparse
 import dataclasses
 import json
 import math
@@ -26,6 +25,7 @@ import numpy as np
 
 import tinygen as tg
 from tinygen import optim
+from tinygen.cli import parse_config
 from tinygen.data.images import iterate_minibatches, load_images, to_float
 from tinygen.data.png import image_grid, write_png
 from tinygen.models.vae import VAEConfig, bernoulli_nll, build_vae, gaussian_kl
@@ -58,15 +58,7 @@ class TrainConfig:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(TrainConfig):
-        name = "--" + f.name
-        if f.type is bool:
-            parser.add_argument(name, action="store_true", default=f.default)
-        else:
-            parser.add_argument(name, type=f.type, default=f.default,
-                                choices=f.metadata.get("choices"))
-    cfg = TrainConfig(**vars(parser.parse_args()))
+    cfg = parse_config(TrainConfig, __doc__)
     if cfg.smoke:
         cfg = dataclasses.replace(cfg, epochs=1, n_train=512, n_test=256, log_interval=2,
                                   interpolation_steps=6, n_interpolations=4)
