@@ -122,8 +122,11 @@ else:
     # fashion without --data: Debian's Fashion-MNIST if installed, else procedural shapes
     kind = "mnist" if cfg.dataset == "mnist" else ("fashion" if cfg.data else "auto")
     n_keep = 512 if cfg.smoke else None  # smoke: a slice, and little procedural data to draw
-    train_data, test_data = (load_images(kind, cfg.data or None, split, seed=cfg.seed,
-                                         n_procedural=n_keep) for split in ("train", "test"))
+    try:
+        train_data, test_data = (load_images(kind, cfg.data or None, split, seed=cfg.seed,
+                                             n_procedural=n_keep) for split in ("train", "test"))
+    except (FileNotFoundError, ValueError) as e:  # missing or damaged IDX files: say so, plainly
+        raise SystemExit(f"demos/gan.py: {e}") from None
     source = train_data.source + (f", first {n_keep} images" if n_keep else "")  # the cache key
     x_train, y_train = to_float(train_data.images[:n_keep]), train_data.labels[:n_keep]
     x_test, y_test = to_float(test_data.images[:n_keep]), test_data.labels[:n_keep]
