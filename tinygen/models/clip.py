@@ -29,7 +29,7 @@ import numpy as np
 from tinygen import nn
 from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module, to_device, to_numpy
-from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig
+from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig, gpt2_init_
 from tinygen.nn import functional as F
 from tinygen.tensor import Tensor, cat
 
@@ -153,14 +153,7 @@ class CLIP(nn.Module):
     def _init_weights(self):
         """GPT-2's N(0, 0.02) for weights and positions, zero biases; residual projections
         scaled by 1/sqrt(2 n_layer); projections to the shared space N(0, width^-1/2)."""
-        n_layer = max(self.config.vision_layers, self.config.text_layers, 1)
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, 0.0, 0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-            if name.endswith("c_proj"):
-                nn.init.normal_(module.weight, 0.0, 0.02 / math.sqrt(2 * n_layer))
+        gpt2_init_(self, max(self.config.vision_layers, self.config.text_layers, 1))
         for p in (self.visual.positional_embedding, self.visual.class_embedding,
                   self.text.positional_embedding):
             nn.init.normal_(p, 0.0, 0.02)

@@ -70,6 +70,19 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def gpt2_init_(model, n_layer):
+    """GPT-2's initialisation, in place: N(0, 0.02) weights, zero biases, and residual
+    projections (c_proj) scaled by 1/sqrt(2 n_layer) so the residual stream's variance
+    does not grow with depth."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if name.endswith("c_proj"):
+            nn.init.normal_(module.weight, 0.0, 0.02 / math.sqrt(2 * n_layer))
+
+
 @dataclass
 class GPTConfig:
     block_size: int = 256   # longest context the model sees (learned positions)
@@ -97,15 +110,7 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self):
-        """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and residual projections
-        scaled by 1/sqrt(2 n_layer) so the residual stream's variance does not grow."""
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, 0.0, 0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-            if name.endswith("c_proj"):
-                nn.init.normal_(module.weight, 0.0, 0.02 / math.sqrt(2 * self.config.n_layer))
+        gpt2_init_(self, self.config.n_layer)
 
     def forward(self, idx, targets=None, caches=None):
         """idx [B, T] token ids -> (logits, loss). With targets [B, T], logits are [B, T, V]
