@@ -248,10 +248,10 @@ def bce_case(env):
     return [logits, target], F.binary_cross_entropy_with_logits, composed
 
 
-def leaky_relu_case(env):
-    x = env.leaf(*[env.size() for _ in range(env.size(1, 3))], min_abs=0.1)
-    return ([x], lambda x: F.leaky_relu(x, SLOPE),
-            lambda x: tg.where(x.data > 0, x, x * SLOPE))
+def leaky_relu_case(env, slope=SLOPE):
+    x = env.leaf(*[env.size() for _ in range(env.size(1, 4))], min_abs=0.1)
+    return ([x], lambda x: F.leaky_relu(x, slope),
+            lambda x: tg.where(x.data > 0, x, x * slope))
 
 
 def nll_case(env):
@@ -294,6 +294,9 @@ CASES = {
     "mse_loss": mse_case,
     "binary_cross_entropy_with_logits": bce_case,
     "leaky_relu": leaky_relu_case,
+    "leaky_relu-0.2": partial(leaky_relu_case, slope=0.2),   # DCGAN's discriminator
+    "leaky_relu-0": partial(leaky_relu_case, slope=0.0),     # plain ReLU
+    "leaky_relu-1.5": partial(leaky_relu_case, slope=1.5),   # any slope, not just < 1
     "nll_loss": nll_case,
 }
 
@@ -489,6 +492,25 @@ def test_attention_bool_mask_equals_additive_mask():
     c = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
     np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-12)
+
+
+# ---- leaky_relu against PyTorch ------------------------------------------------------------
+@pytest.mark.parametrize("slope", [0.01, 0.2, 0.0])
+@settings(deadline=None, max_examples=10)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_leaky_relu_matches_torch(slope, shape, seed):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    x.flat[0] = 0.0  # the kink: value 0 and gradient negative_slope, as in PyTorch
+    ours = tg.tensor(x, requires_grad=True)
+    theirs = torch.tensor(x, requires_grad=True)
+    out, want = F.leaky_relu(ours, slope), torch.nn.functional.leaky_relu(theirs, slope)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.numpy(), want.detach().numpy())
+    g = np.random.default_rng(seed + 1).standard_normal(shape).astype(np.float32)
+    out.backward(g)
+    want.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
 
 
 # ---- bad input: clear errors, named shapes -------------------------------------------------

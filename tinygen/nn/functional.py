@@ -27,11 +27,9 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
-    """x where x > 0, else negative_slope * x: one multiply by a constant slope array, a
-    single graph node (relu(x) - slope * relu(-x) would be five)."""
-    xp = get_array_module(x.data)
-    one, slope = xp.ones((), x.dtype), xp.full((), negative_slope, x.dtype)  # keep the dtype
-    return x * xp.where(x.data > 0, one, slope)
+    """x where x > 0, else negative_slope * x: one fused node (relu(x) - slope * relu(-x)
+    would be five)."""
+    return fused.LeakyReLU.apply(x, negative_slope=negative_slope)
 
 
 def sigmoid(x):
