@@ -19,8 +19,13 @@ from tinygen.tensor import Tensor
 
 
 def channel_sum(x3):
-    """[N, C, L] summed over N and L -> [C], as two BLAS matrix-vector products."""
+    """[N, C, L] summed over N and L -> [C], as BLAS matrix-vector products. Conv layers
+    hand out images batch-last in memory ([C, L, N], see conv.py): then that is one
+    [C, L*N] matrix, summed in one pass; otherwise per image first, then over the batch."""
     N, C, L = x3.shape
+    rows = x3.transpose(1, 2, 0)                                  # [C, L, N]
+    if rows.flags.c_contiguous:
+        return sum_last(rows.reshape(C, L * N))[:, 0]
     per_image = sum_last(x3.reshape(N * C, L)).reshape(N, C) if L > 1 else x3.reshape(N, C)
     return sum_leading(per_image)
 

@@ -16,7 +16,10 @@ Shapes: N batch, C channels (C_in, C_out), H, W image size, K kernel (K_h, K_w),
 P padding, H_out, W_out the output size. Inside this file images are kept as "rows"
 [C, H, W, N], batch last: every copy in im2col and col2im then moves runs of N contiguous
 numbers instead of a few strided pixels (2-5x faster in NumPy than in the [N, C, H, W]
-layout), for the price of one transpose into and one out of each layer.
+layout). A layer hands its result back as an [N, C, H, W] *view* of its rows, without a
+copy, much as PyTorch's channels_last tensors do: NumPy's elementwise ops keep that memory
+order (batch norm and activations in between stay batch-last), and the next conv layer's
+`to_rows` then finds its input already in rows order, so it transposes for free.
 """
 
 import numbers
@@ -88,7 +91,8 @@ def check_conv_args(op, x, weight, bias, stride, padding, output_padding=None):
 
 # ---- layouts: [N, C, H, W] images <-> [C, H, W, N] rows ---------------------------------
 def to_rows(x, padding=(0, 0)):
-    """[N, C, H, W] -> [C, H + 2P_h, W + 2P_w, N], zero-padded, in one copy."""
+    """[N, C, H, W] -> [C, H + 2P_h, W + 2P_w, N], zero-padded. Unpadded, this is free for
+    an image that a conv layer made (already batch-last in memory); otherwise one copy."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     Ph, Pw = padding
@@ -100,11 +104,11 @@ def to_rows(x, padding=(0, 0)):
 
 
 def to_images(rows, padding=(0, 0)):
-    """[C, H + 2P_h, W + 2P_w, N] -> [N, C, H, W], cropping the padding off."""
+    """[C, H + 2P_h, W + 2P_w, N] -> [N, C, H, W], cropping the padding off: a view of
+    `rows`, not a copy (see the top of this file)."""
     _, Hp, Wp, _ = rows.shape
     Ph, Pw = padding
-    return get_array_module(rows).ascontiguousarray(
-        rows[:, Ph:Hp - Ph, Pw:Wp - Pw].transpose(3, 0, 1, 2))
+    return rows[:, Ph:Hp - Ph, Pw:Wp - Pw].transpose(3, 0, 1, 2)
 
 
 def im2col(rows, kernel, stride, out_size):
@@ -149,10 +153,13 @@ def conv_cols(x, kernel, stride, padding):
     return im2col(to_rows(x, padding), kernel, stride, out_size)
 
 
-def conv_output(weight, cols, N, out_size):
-    """weight [A, B, K_h, K_w] as a matrix [A, B*K_h*K_w] @ cols -> images [N, A, H_out,
-    W_out]. conv2d's forward, and conv_transpose2d's input gradient (with A = C_in)."""
+def conv_output(weight, cols, N, out_size, bias=None):
+    """weight [A, B, K_h, K_w] as a matrix [A, B*K_h*K_w] @ cols (+ bias [A]) -> images
+    [N, A, H_out, W_out]. conv2d's forward, and conv_transpose2d's input gradient (with
+    A = C_in)."""
     out = weight.reshape(weight.shape[0], -1) @ cols            # [A, H_out*W_out*N]
+    if bias is not None:
+        out += bias[:, None]
     return to_images(out.reshape(-1, *out_size, N))
 
 
@@ -176,10 +183,8 @@ class Conv2d(Function):
     def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
         K = weight.shape[2:]
         self.cols = conv_cols(x, K, stride, padding)              # [C_in*K*K, H_out*W_out*N]
-        out = conv_output(weight, self.cols, x.shape[0], output_size(x.shape, K, stride,
-                                                                     padding))
-        if bias is not None:
-            out += bias[:, None, None]
+        out = conv_output(weight, self.cols, x.shape[0],
+                          output_size(x.shape, K, stride, padding), bias)
         self.weight, self.x_shape, self.has_bias = weight, x.shape, bias is not None
         self.stride, self.padding = stride, padding
         return out                                                # [N, C_out, H_out, W_out]
@@ -216,14 +221,15 @@ class ConvTranspose2d(Function):
         return out                                                # [N, C_out, H_out, W_out]
 
     def backward(self, grad):
+        N, _, H, W = self.x_shape
+        grows = to_rows(grad, self.padding)                       # [C_out, H_out+2P, .., N]
         gx = gw = None
         if self.needs_input_grad[0] or self.needs_input_grad[1]:
-            gcols = conv_cols(grad, self.weight.shape[2:], self.stride, self.padding)
+            gcols = im2col(grows, self.weight.shape[2:], self.stride, (H, W))
             if self.needs_input_grad[0]:   # conv2d of the output gradient
-                N, _, H, W = self.x_shape
                 gx = conv_output(self.weight, gcols, N, (H, W))
             if self.needs_input_grad[1]:   # [C_in, H*W*N] @ [H*W*N, C_out*K*K]
                 gw = (self.x_rows @ gcols.T).reshape(self.weight.shape)
         if not self.has_bias:
             return gx, gw
-        return gx, gw, grad.sum(axis=(0, 2, 3))
+        return gx, gw, sum_last(grows.reshape(grows.shape[0], -1))[:, 0]  # padding adds 0
