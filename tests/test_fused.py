@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import tinygen as tg
 import tinygen.nn.functional as F
 from tinygen.backend import to_device
+from tinygen.tensor import Tensor
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not tg.cuda_available(), reason="no GPU"))]
@@ -534,6 +535,21 @@ def test_cross_entropy_target_shape_mismatch():
         F.cross_entropy(tg.randn(2, 3, 5), np.zeros(6, dtype=np.int64))
     with pytest.raises(ValueError, match="unknown reduction"):
         F.cross_entropy(tg.randn(2, 5), np.zeros(2, dtype=np.int64), reduction="avg")
+
+
+def test_linear_gradient_of_a_batch_last_input():
+    """A flattened conv output is a transposed view (batch-last memory, see conv.py); its
+    gradient is computed in that order too, and must be the same numbers."""
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((12, 5))                       # [in, N] in memory
+    w, b = (tg.tensor(rng.standard_normal(s), requires_grad=True) for s in ((3, 12), (3,)))
+    grads = []
+    for data, transposed in ((rows.T, True), (rows.T.copy(), False)):   # [N, in]
+        x = Tensor(data, requires_grad=True)                 # (tg.tensor would copy)
+        assert x.data.flags.c_contiguous != transposed
+        F.linear(x, w, b).tanh().sum().backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
 
 
 def test_linear_feature_mismatch_names_shapes():

@@ -52,7 +52,13 @@ class Linear(Function):
     def backward(self, grad):
         x, w = self.x, self.weight
         g2 = grad.reshape(-1, w.shape[0])                     # [N, out]
-        gx = (g2 @ w).reshape(x.shape) if self.needs_input_grad[0] else None
+        gx = None
+        if self.needs_input_grad[0]:
+            x2 = x.reshape(-1, w.shape[1])
+            # gx in the memory order of x: a flattened conv output is batch-last (see
+            # conv.py), and elementwise ops between mismatched orders are ~9x slower
+            transposed = x2.flags.f_contiguous and not x2.flags.c_contiguous
+            gx = ((w.T @ g2.T).T if transposed else g2 @ w).reshape(x.shape)
         gw = g2.T @ x.reshape(-1, w.shape[1]) if self.needs_input_grad[1] else None
         if not self.has_bias:
             return gx, gw
