@@ -21,6 +21,7 @@ from tinygen.models.clip import (
     caption_by_retrieval,
     clip_loss,
     retrieval_recall_at_1,
+    train_clip,
     zero_shot_marginal,
     zero_shot_predict,
 )
@@ -28,10 +29,11 @@ from tinygen.models.clip import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(tok, width=16):
-    return CLIPConfig(embed_dim=width, image_size=16, patch_size=4, vision_layers=1,
-                      vision_heads=2, vision_width=width, vocab_size=tok.vocab_size,
-                      text_layers=1, text_heads=2, text_width=width)
+def tiny_config(tok, width=16, vision="conv"):
+    return CLIPConfig(embed_dim=width, vision=vision, image_size=16, patch_size=4,
+                      vision_layers=2 if vision == "conv" else 1, vision_heads=2,
+                      vision_width=width, vocab_size=tok.vocab_size, text_layers=1,
+                      text_heads=2, text_width=width)
 
 
 def test_clip_loss_on_a_hand_worked_2x2_case():
@@ -76,9 +78,10 @@ def test_logit_scale_starts_at_one_over_007_and_is_clamped_at_ln_100():
     assert math.exp(model.logit_scale.item()) == pytest.approx(100.0, rel=1e-5)
 
 
-def test_encoders_give_unit_vectors_of_embed_dim():
+@pytest.mark.parametrize("vision", ["conv", "vit"])
+def test_encoders_give_unit_vectors_of_embed_dim(vision):
     tok = CaptionTokenizer()
-    cfg = tiny_config(tok)
+    cfg = tiny_config(tok, vision=vision)
     model = CLIP(cfg)
     data = make_shapes(5, seed=0, image_size=16)
     ids, eot = tok.encode_batch(data.captions)
@@ -95,10 +98,11 @@ def test_encoders_give_unit_vectors_of_embed_dim():
                                rtol=1e-5, atol=1e-6)
 
 
-def test_tiny_clip_learns_to_match_a_batch():
+@pytest.mark.parametrize("vision", ["conv", "vit"])
+def test_tiny_clip_learns_to_match_a_batch(vision):
     tok = CaptionTokenizer()
     tg.manual_seed(0)
-    model = CLIP(tiny_config(tok, width=32))
+    model = CLIP(tiny_config(tok, width=32, vision=vision))
     data = make_shapes(8, seed=1, image_size=16, split="all")
     ids, eot = tok.encode_batch(data.captions)
     opt = model.configure_optimizers(0.0, 3e-3, (0.9, 0.98))
@@ -114,6 +118,37 @@ def test_tiny_clip_learns_to_match_a_batch():
     image_to_text, text_to_image = retrieval_recall_at_1(image_embeds.numpy(),
                                                          text_embeds.numpy())
     assert image_to_text >= 0.5 and text_to_image >= 0.5
+
+
+def test_conv_stem_has_the_same_filters_for_every_colour_channel():
+    # swapping R and G in the input swaps the stem's R and G groups of feature maps
+    tok = CaptionTokenizer()
+    model = CLIP(tiny_config(tok))
+    stem = model.visual.stem
+    images = make_shapes(3, seed=2, image_size=16).images
+    B, _, S, _ = images.shape
+
+    def stem_maps(x):  # [B, 3 colours, c0, S, S]
+        return stem(tg.tensor(x.reshape(B * 3, 1, S, S))).numpy().reshape(B, 3, -1, S, S)
+
+    maps, swapped = stem_maps(images), stem_maps(images[:, [1, 0, 2]])
+    np.testing.assert_allclose(swapped, maps[:, [1, 0, 2]], rtol=1e-5, atol=1e-6)
+    assert stem.weight.shape[1] == 1  # one grey image at a time
+
+
+def test_train_clip_lowers_the_loss_and_reports():
+    tok = CaptionTokenizer()
+    tg.manual_seed(0)
+    model = CLIP(tiny_config(tok, width=16))
+    data = make_shapes(64, seed=3, image_size=16)
+    lines = []
+    result = train_clip(model, data, tok, max_iters=30, batch_size=32, learning_rate=3e-3,
+                        min_lr=3e-4, warmup_iters=3, seed=0, log_interval=10, log=lines.append)
+    assert result["iters"] == 30 and result["ms_per_iter"] > 0
+    assert math.isfinite(result["final_loss"]) and result["final_loss"] < math.log(32)
+    assert len(lines) == 4 and lines[0].startswith("iter 0: loss")
+    assert 3e-4 <= result["optimizer"].param_groups[0]["lr"] < 3.1e-4  # cosine to min_lr
+    assert model.logit_scale.item() <= LOGIT_SCALE_MAX
 
 
 def test_evaluation_helpers_on_known_embeddings():

@@ -21,7 +21,9 @@ Read in order: the non-causal block, config, encoders, CLIP, clip_loss, then eva
 Shapes: B batch, T tokens, C channels, D = embed_dim, K classes or candidate captions.
 """
 
+import itertools
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,12 +58,13 @@ class EncoderBlock(Block):
 @dataclass
 class CLIPConfig:
     embed_dim: int = 64          # D, the shared image–text space
-    # image encoder (ViT)
+    # image encoder
+    vision: str = "conv"         # "conv" (ConvNet) or "vit" (VisionTransformer)
     image_size: int = 32         # square RGB images [B, 3, image_size, image_size]
-    patch_size: int = 4          # (32 / 4)^2 = 64 patches
-    vision_layers: int = 2
-    vision_heads: int = 4
-    vision_width: int = 64       # C of the image transformer
+    patch_size: int = 4          # vit: (32 / 4)^2 = 64 patches
+    vision_layers: int = 3       # conv: stride-2 stages; vit: transformer blocks (2 is good)
+    vision_heads: int = 4        # vit only
+    vision_width: int = 64       # C: the ViT's width, the conv net's last stage's channels
     # text encoder (causal transformer)
     vocab_size: int = 25
     context_length: int = 10     # tokens per caption, <bos> ... <eot> <pad> ...
@@ -108,6 +111,37 @@ class VisionTransformer(nn.Module):
         return self.ln_post(x[:, 0, :])                                 # [B, C]
 
 
+class ConvNet(nn.Module):
+    """images [B, 3, S, S] -> features [B, C]: a colour-shared stem, then `vision_layers`
+    stages of 3x3 Conv2d (stride 2) + BatchNorm + ReLU, each halving S and doubling the
+    channels up to C, and a global average pool.
+
+    The stem is one Conv2d(1, c0, 3) run over R, G and B as three grey images: the same
+    filters for every colour channel, as a convolution has the same filters at every
+    position. An edge or corner detector learnt on green circles then exists, unchanged, for
+    red ones, and the stages after it see "which shape" and "which colour" side by side
+    ([B, 3 c0, S, S]: c0 maps per colour channel)."""
+
+    def __init__(self, config):
+        L, C = config.vision_layers, config.vision_width
+        c0 = max(C >> L, 4)                               # stem filters per colour channel
+        widths = [3 * c0] + [C >> (L - k) for k in range(1, L + 1)]  # ..., C/4, C/2, C
+        self.stem = nn.Conv2d(1, c0, 3, padding=1)
+        layers = [nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        for c_in, c_out in itertools.pairwise(widths):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out),
+                       nn.ReLU()]
+        self.stages = nn.Sequential(*layers)
+
+    def forward(self, images):
+        B, _, S, _ = images.shape
+        x = self.stem(images.reshape(B * 3, 1, S, S))                   # [B*3, c0, S, S]
+        x = self.stages(x.reshape(B, -1, S, S))                         # [B, C, S/2^L, S/2^L]
+        # the mean over positions: zero padding at the borders still lets the features say
+        # where the shape is (retrieval needs "top left")
+        return x.mean(axis=(2, 3))                                      # [B, C]
+
+
 class TextTransformer(nn.Module):
     """token ids [B, T] and the position of each <eot> [B] -> features [B, C] at <eot>.
     Attention is causal, as in CLIP, so <pad> tokens after <eot> never reach it."""
@@ -141,7 +175,7 @@ def normalize(x):
 class CLIP(nn.Module):
     def __init__(self, config):
         self.config = config
-        self.visual = VisionTransformer(config)
+        self.visual = (ConvNet if config.vision == "conv" else VisionTransformer)(config)
         self.text = TextTransformer(config)
         self.visual_projection = nn.Linear(config.vision_width, config.embed_dim, bias=False)
         self.text_projection = nn.Linear(config.text_width, config.embed_dim, bias=False)
@@ -154,8 +188,9 @@ class CLIP(nn.Module):
         """GPT-2's N(0, 0.02) for weights and positions, zero biases; residual projections
         scaled by 1/sqrt(2 n_layer); projections to the shared space N(0, width^-1/2)."""
         gpt2_init_(self, max(self.config.vision_layers, self.config.text_layers, 1))
-        for p in (self.visual.positional_embedding, self.visual.class_embedding,
-                  self.text.positional_embedding):
+        vit = self.config.vision == "vit"
+        for p in ((self.visual.positional_embedding, self.visual.class_embedding) if vit
+                  else ()) + (self.text.positional_embedding,):
             nn.init.normal_(p, 0.0, 0.02)
         nn.init.normal_(self.visual_projection.weight, 0.0, self.config.vision_width ** -0.5)
         nn.init.normal_(self.text_projection.weight, 0.0, self.config.text_width ** -0.5)
@@ -202,6 +237,61 @@ def clip_loss(image_embeds, text_embeds, logit_scale):
     logits = logit_scale.exp() * (image_embeds @ text_embeds.T)        # [B, B]
     labels = get_array_module(logits.data).arange(logits.shape[0])
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+# ---- training -------------------------------------------------------------------------------
+def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_rate=1e-3,
+               min_lr=1e-4, warmup_iters=50, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6,
+               grad_clip=1.0, seed=0, device="cpu", log_interval=100, log=print):
+    """Train `model` on the image–caption pairs of `data` (a tinygen.data.shapes.ShapesData)
+    with CLIP's recipe: AdamW (betas (0.9, 0.98)), linear warmup then cosine decay to min_lr,
+    gradient clipping (grad_clip=0 turns it off), and logit_scale clamped after each step.
+    Minibatches are drawn in a shuffled order from np.random.default_rng(seed); each batch
+    keeps one pair per distinct caption, since two images with the same caption would each
+    be the other's false negative. Moves the model to `device`; `log` gets one line every
+    `log_interval` steps (log=None: silent).
+
+    Returns {"final_loss", "ms_per_iter", "iters", "seconds", "optimizer"}."""
+    from tinygen.data.images import iterate_minibatches
+    from tinygen.optim import clip_grad_norm_
+    from tinygen.optim.lr_scheduler import warmup_cosine
+
+    model.to(device)
+    model.train()
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, betas, eps)
+    batch_rng = np.random.default_rng(seed)  # the order of the minibatches
+    ids, eot = tokenizer.encode_batch(data.captions, model.config.context_length)
+    caption_id = np.unique(data.captions, return_inverse=True)[1]  # which distinct caption
+    n = len(data.captions)
+    it, loss_value, train_time = 0, float("nan"), 0.0
+    while it < max_iters:
+        for idx in iterate_minibatches(n, min(batch_size, n), batch_rng, drop_last=True):
+            if it == max_iters:
+                break
+            lr = warmup_cosine(it, learning_rate, min_lr, warmup_iters, max_iters)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = idx[np.unique(caption_id[idx], return_index=True)[1]]  # ~100 of 128 left
+            t0 = time.time()
+            images = Tensor(data.images[idx], device=device)
+            _, _, loss = model(images, ids[idx], eot[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            if grad_clip:
+                clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            model.clamp_logit_scale()  # temperature never below 1/100 (CLIP Section 2.5)
+            loss_value = loss.item()   # waits for the GPU, so the timing is honest
+            train_time += time.time() - t0
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"train_clip: the loss became {loss_value} at step {it}")
+            if log is not None and (it % log_interval == 0 or it == max_iters - 1):
+                log(f"iter {it}: loss {loss_value:.4f}, logit_scale "
+                    f"{model.logit_scale.item():.2f}, lr {lr:.2e}, "
+                    f"{train_time / (it + 1) * 1000:.0f} ms/iter")
+            it += 1
+    return {"final_loss": loss_value, "ms_per_iter": 1000 * train_time / max(it, 1),
+            "iters": it, "seconds": train_time, "optimizer": optimizer}
 
 
 # ---- evaluation -----------------------------------------------------------------------------
