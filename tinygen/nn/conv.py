@@ -105,10 +105,14 @@ def to_rows(x, padding=(0, 0)):
 
 def to_images(rows, padding=(0, 0)):
     """[C, H + 2P_h, W + 2P_w, N] -> [N, C, H, W], cropping the padding off: a view of
-    `rows`, not a copy (see the top of this file)."""
+    `rows` (see the top of this file). The crop is copied out, which is cheap (runs of
+    W*N numbers), so that later ops can still read it as one block of rows (a batch
+    norm's [C, H*W*N] matrix) instead of copying it into [N, C, H, W] order."""
     _, Hp, Wp, _ = rows.shape
     Ph, Pw = padding
-    return rows[:, Ph:Hp - Ph, Pw:Wp - Pw].transpose(3, 0, 1, 2)
+    if Ph or Pw:
+        rows = get_array_module(rows).ascontiguousarray(rows[:, Ph:Hp - Ph, Pw:Wp - Pw])
+    return rows.transpose(3, 0, 1, 2)
 
 
 def im2col(rows, kernel, stride, out_size):
