@@ -138,15 +138,27 @@ def col2im(cols, shape, kernel, stride):
     Windows overlap when S < K, so the same pixel gets contributions from several kernel
     offsets: the loop over the K_h*K_w offsets accumulates them one offset at a time
     (as Caffe's col2im does); each `+=` is one vectorised op over all pixels and images.
+    The first S_h x S_w offsets land on disjoint pixels that tile [0, S_h H_out) x
+    [0, S_w W_out), so those are plain copies, and only the pixels outside that tile
+    need zeros first: one pass over `rows` less than zeroing everything.
     """
     C, H, W, N = shape
     (Kh, Kw), (Sh, Sw) = kernel, stride
     Ho, Wo = (H - Kh) // Sh + 1, (W - Kw) // Sw + 1
     cols = cols.reshape(C, Kh, Kw, Ho, Wo, N)
-    rows = get_array_module(cols).zeros(shape, dtype=cols.dtype)
+    xp = get_array_module(cols)
+    tiled = Sh <= Kh and Sw <= Kw                 # else some pixels are under no offset
+    rows = (xp.empty if tiled else xp.zeros)(shape, dtype=cols.dtype)
+    if tiled:
+        rows[:, Sh * Ho:] = 0
+        rows[:, :Sh * Ho, Sw * Wo:] = 0
     for a in range(Kh):
         for b in range(Kw):
-            rows[:, a:a + Sh * Ho:Sh, b:b + Sw * Wo:Sw] += cols[:, a, b]
+            pixels = rows[:, a:a + Sh * Ho:Sh, b:b + Sw * Wo:Sw]
+            if tiled and a < Sh and b < Sw:
+                pixels[...] = cols[:, a, b]
+            else:
+                pixels += cols[:, a, b]
     return rows
 
 
