@@ -9,7 +9,7 @@ column entry onto the pixel it was copied from, which is exactly the gradient of
 A transposed convolution is the same pair read backwards: conv_transpose2d's forward is
 conv2d's input gradient, and its input gradient is conv2d's forward (Dumoulin & Visin
 2016, "A guide to convolution arithmetic", section 4). So both Functions below are built
-from two helpers, `conv_forward` and `conv_input_grad`, and each piece of arithmetic is
+from two helpers, `conv_output` and `conv_input_grad`, and each piece of arithmetic is
 written once. Fused for speed: one node, one matmul per direction, no per-pixel Python.
 
 Shapes: N batch, C channels (C_in, C_out), H, W image size, K kernel (K_h, K_w), S stride,
@@ -19,7 +19,9 @@ numbers instead of a few strided pixels (2-5x faster in NumPy than in the [N, C,
 layout). A layer hands its result back as an [N, C, H, W] *view* of its rows, without a
 copy, much as PyTorch's channels_last tensors do: NumPy's elementwise ops keep that memory
 order (batch norm and activations in between stay batch-last), and the next conv layer's
-`to_rows` then finds its input already in rows order, so it transposes for free.
+`to_rows` then finds its input already in rows order, so it transposes for free. The
+zero padding is never built either: im2col writes zeros where a kernel offset sees it,
+and col2im drops what lands there (`inside` works out which pixels those are).
 """
 
 import numbers
@@ -90,75 +92,88 @@ def check_conv_args(op, x, weight, bias, stride, padding, output_padding=None):
 
 
 # ---- layouts: [N, C, H, W] images <-> [C, H, W, N] rows ---------------------------------
-def to_rows(x, padding=(0, 0)):
-    """[N, C, H, W] -> [C, H + 2P_h, W + 2P_w, N], zero-padded. Unpadded, this is free for
-    an image that a conv layer made (already batch-last in memory); otherwise one copy."""
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    Ph, Pw = padding
-    if Ph == 0 and Pw == 0:
-        return xp.ascontiguousarray(x.transpose(1, 2, 3, 0))
-    rows = xp.zeros((C, H + 2 * Ph, W + 2 * Pw, N), dtype=x.dtype)
-    rows[:, Ph:Ph + H, Pw:Pw + W] = x.transpose(1, 2, 3, 0)
-    return rows
+def to_rows(x):
+    """[N, C, H, W] -> [C, H, W, N]: free for an image that a conv layer made (already
+    batch-last in memory), one transposing copy otherwise."""
+    return get_array_module(x).ascontiguousarray(x.transpose(1, 2, 3, 0))
 
 
-def to_images(rows, padding=(0, 0)):
-    """[C, H + 2P_h, W + 2P_w, N] -> [N, C, H, W], cropping the padding off: a view of
-    `rows` (see the top of this file). The crop is copied out, which is cheap (runs of
-    W*N numbers), so that later ops can still read it as one block of rows (a batch
-    norm's [C, H*W*N] matrix) instead of copying it into [N, C, H, W] order."""
-    _, Hp, Wp, _ = rows.shape
-    Ph, Pw = padding
-    if Ph or Pw:
-        rows = get_array_module(rows).ascontiguousarray(rows[:, Ph:Hp - Ph, Pw:Wp - Pw])
+def to_images(rows):
+    """[C, H, W, N] -> [N, C, H, W]: a view of `rows`, not a copy (see the top of this file)."""
     return rows.transpose(3, 0, 1, 2)
 
 
-def im2col(rows, kernel, stride, out_size):
-    """Padded rows [C, H, W, N] -> cols [C*K_h*K_w, H_out*W_out*N].
+def inside(a, S, P, n_out, n):
+    """Along one axis, kernel offset a at output positions i = 0 .. n_out-1 reads input
+    pixel y = a + S i - P. Returns (slice of i, slice of y) for the positions where y lies
+    in the image [0, n) rather than in the zero padding, or None if there are none.
+    Padding is never materialised: those im2col entries are zeros, col2im drops them."""
+    lo = max(0, -((a - P) // S))                  # ceil((P - a) / S): first y >= 0
+    hi = min(n_out, (n - 1 + P - a) // S + 1)     # one past the last y <= n - 1
+    if hi <= lo:
+        return None
+    return slice(lo, hi), slice(a + S * lo - P, a + S * (hi - 1) - P + 1, S)
 
-    cols[(c, a, b), (i, j, n)] = rows[c, a + S_h i, b + S_w j, n]: the pixel under kernel
-    entry (a, b) when the kernel sits at output pixel (i, j). One strided copy per kernel
-    offset (a, b), never a loop over pixels or images.
+
+def im2col(rows, kernel, stride, padding, out_size):
+    """Rows [C, H, W, N] -> cols [C*K_h*K_w, H_out*W_out*N].
+
+    cols[(c, a, b), (i, j, n)] = rows[c, a + S_h i - P_h, b + S_w j - P_w, n]: the pixel
+    under kernel entry (a, b) when the kernel sits at output pixel (i, j), 0 where that
+    falls in the padding. One strided copy per kernel offset (a, b), never a loop over
+    pixels or images; then zeros for the border strips that the offset sees as padding.
     """
-    C, _, _, N = rows.shape
-    (Kh, Kw), (Sh, Sw), (Ho, Wo) = kernel, stride, out_size
+    C, H, W, N = rows.shape
+    (Kh, Kw), (Sh, Sw), (Ph, Pw), (Ho, Wo) = kernel, stride, padding, out_size
     cols = get_array_module(rows).empty((C, Kh, Kw, Ho, Wo, N), dtype=rows.dtype)
     for a in range(Kh):
         for b in range(Kw):
-            cols[:, a, b] = rows[:, a:a + Sh * Ho:Sh, b:b + Sw * Wo:Sw]
+            col = cols[:, a, b]                                   # [C, H_out, W_out, N]
+            ri, rj = inside(a, Sh, Ph, Ho, H), inside(b, Sw, Pw, Wo, W)
+            if ri is None or rj is None:
+                col[...] = 0
+                continue
+            (i, y), (j, x) = ri, rj
+            col[:, i, j] = rows[:, y, x]
+            col[:, :i.start] = 0
+            col[:, i.stop:] = 0
+            col[:, i, :j.start] = 0
+            col[:, i, j.stop:] = 0
     return cols.reshape(C * Kh * Kw, Ho * Wo * N)
 
 
-def col2im(cols, shape, kernel, stride):
-    """The adjoint of im2col: cols [C*K_h*K_w, H_out*W_out*N] -> rows [C, H, W, N] (the
-    padded size), each column entry added onto the pixel it was copied from.
+def col2im(cols, shape, kernel, stride, padding):
+    """The adjoint of im2col: cols [C*K_h*K_w, H_out*W_out*N] -> rows [C, H, W, N], each
+    column entry added onto the pixel it was copied from (entries from the padding are
+    dropped).
 
     Windows overlap when S < K, so the same pixel gets contributions from several kernel
     offsets: the loop over the K_h*K_w offsets accumulates them one offset at a time
     (as Caffe's col2im does); each `+=` is one vectorised op over all pixels and images.
-    The first S_h x S_w offsets land on disjoint pixels that tile [0, S_h H_out) x
-    [0, S_w W_out), so those are plain copies, and only the pixels outside that tile
-    need zeros first: one pass over `rows` less than zeroing everything.
+    The first S_h x S_w offsets land on disjoint pixels that tile rows [0, S_h H_out - P_h)
+    and columns [0, S_w W_out - P_w), so those are plain copies, and only the pixels
+    outside that tile need zeros first: one pass over `rows` less than zeroing everything.
     """
     C, H, W, N = shape
-    (Kh, Kw), (Sh, Sw) = kernel, stride
-    Ho, Wo = (H - Kh) // Sh + 1, (W - Kw) // Sw + 1
+    (Kh, Kw), (Sh, Sw), (Ph, Pw) = kernel, stride, padding
+    Ho, Wo = (H + 2 * Ph - Kh) // Sh + 1, (W + 2 * Pw - Kw) // Sw + 1
     cols = cols.reshape(C, Kh, Kw, Ho, Wo, N)
     xp = get_array_module(cols)
     tiled = Sh <= Kh and Sw <= Kw                 # else some pixels are under no offset
     rows = (xp.empty if tiled else xp.zeros)(shape, dtype=cols.dtype)
     if tiled:
-        rows[:, Sh * Ho:] = 0
-        rows[:, :Sh * Ho, Sw * Wo:] = 0
+        rows[:, max(0, Sh * Ho - Ph):] = 0
+        rows[:, :, max(0, Sw * Wo - Pw):] = 0
     for a in range(Kh):
         for b in range(Kw):
-            pixels = rows[:, a:a + Sh * Ho:Sh, b:b + Sw * Wo:Sw]
+            ri, rj = inside(a, Sh, Ph, Ho, H), inside(b, Sw, Pw, Wo, W)
+            if ri is None or rj is None:
+                continue
+            (i, y), (j, x) = ri, rj
             if tiled and a < Sh and b < Sw:
-                pixels[...] = cols[:, a, b]
+                rows[:, y, x] = cols[:, a, b, i, j]
             else:
-                pixels += cols[:, a, b]
+                rows[:, y, x] += cols[:, a, b, i, j]
     return rows
 
 
@@ -166,7 +181,7 @@ def col2im(cols, shape, kernel, stride):
 def conv_cols(x, kernel, stride, padding):
     """im2col of an image batch x [N, C, H, W] -> [C*K_h*K_w, H_out*W_out*N]."""
     out_size = output_size(x.shape, kernel, stride, padding)
-    return im2col(to_rows(x, padding), kernel, stride, out_size)
+    return im2col(to_rows(x), kernel, stride, padding, out_size)
 
 
 def conv_output(weight, cols, N, out_size, bias=None):
@@ -184,10 +199,8 @@ def conv_input_grad(grad_rows, weight, x_shape, stride, padding):
     x [N, B, H, W], given the output gradient as rows [A, H_out*W_out*N]. conv2d's input
     gradient, and conv_transpose2d's forward (with A = C_in, B = C_out)."""
     N, B, H, W = x_shape
-    Ph, Pw = padding
     gcols = weight.reshape(weight.shape[0], -1).T @ grad_rows  # [B*K_h*K_w, H_out*W_out*N]
-    grows = col2im(gcols, (B, H + 2 * Ph, W + 2 * Pw, N), weight.shape[2:], stride)
-    return to_images(grows, padding)                            # [N, B, H, W]
+    return to_images(col2im(gcols, (B, H, W, N), weight.shape[2:], stride, padding))
 
 
 # ---- the Functions ----------------------------------------------------------------------
@@ -238,14 +251,14 @@ class ConvTranspose2d(Function):
 
     def backward(self, grad):
         N, _, H, W = self.x_shape
-        grows = to_rows(grad, self.padding)                       # [C_out, H_out+2P, .., N]
+        grows = to_rows(grad)                                     # [C_out, H_out, W_out, N]
         gx = gw = None
         if self.needs_input_grad[0] or self.needs_input_grad[1]:
-            gcols = im2col(grows, self.weight.shape[2:], self.stride, (H, W))
+            gcols = im2col(grows, self.weight.shape[2:], self.stride, self.padding, (H, W))
             if self.needs_input_grad[0]:   # conv2d of the output gradient
                 gx = conv_output(self.weight, gcols, N, (H, W))
             if self.needs_input_grad[1]:   # [C_in, H*W*N] @ [H*W*N, C_out*K*K]
                 gw = (self.x_rows @ gcols.T).reshape(self.weight.shape)
         if not self.has_bias:
             return gx, gw
-        return gx, gw, sum_last(grows.reshape(grows.shape[0], -1))[:, 0]  # padding adds 0
+        return gx, gw, sum_last(grows.reshape(grows.shape[0], -1))[:, 0]
