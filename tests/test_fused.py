@@ -537,12 +537,14 @@ def test_cross_entropy_target_shape_mismatch():
         F.cross_entropy(tg.randn(2, 5), np.zeros(2, dtype=np.int64), reduction="avg")
 
 
-def test_linear_gradient_of_a_batch_last_input():
+@pytest.mark.parametrize("out_features", [3, 1])  # 1: gx is an outer product
+def test_linear_gradient_of_a_batch_last_input(out_features):
     """A flattened conv output is a transposed view (batch-last memory, see conv.py); its
     gradient is computed in that order too, and must be the same numbers."""
     rng = np.random.default_rng(0)
     rows = rng.standard_normal((12, 5))                       # [in, N] in memory
-    w, b = (tg.tensor(rng.standard_normal(s), requires_grad=True) for s in ((3, 12), (3,)))
+    w, b = (tg.tensor(rng.standard_normal(s), requires_grad=True)
+            for s in ((out_features, 12), (out_features,)))
     grads = []
     for data, transposed in ((rows.T, True), (rows.T.copy(), False)):   # [N, in]
         x = Tensor(data, requires_grad=True)                 # (tg.tensor would copy)
