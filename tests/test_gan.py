@@ -1,5 +1,5 @@
-"""GANs: the losses against hand-worked values, PacGAN packing, model shapes, a short toy
-run that learns, and smoke runs of demos/gan.py."""
+"""GANs: the losses against hand-worked values, PacGAN packing, the R1 penalty, model shapes,
+a short toy run that learns, and smoke runs of demos/gan.py."""
 
 import json
 import math
@@ -13,6 +13,7 @@ import pytest
 import tinygen as tg
 from tinygen import optim
 from tinygen.data.toys import ring_distribution
+from tinygen.gradcheck import gradcheck
 from tinygen.models.gan import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -23,6 +24,7 @@ from tinygen.models.gan import (
     g_loss_hinge,
     g_loss_nonsaturating,
     pack,
+    r1_penalty,
     sample,
     train_step,
 )
@@ -81,6 +83,68 @@ def test_pack_stacks_images_as_channels():
 def test_pack_rejects_a_ragged_batch():
     with pytest.raises(ValueError, match="packs of 4"):
         pack(tg.randn(6, 2), 4)
+
+
+# ---- R1 penalty -------------------------------------------------------------------------------
+@pytest.mark.parametrize("pac", [1, 2])
+def test_input_grad_matches_backward(pac):
+    """forward_with_input_grad's forward-mode gradient equals the one backward() finds."""
+    tg.manual_seed(0)
+    D = MLPDiscriminator(in_dim=2, hidden=16, n_layers=3, pac=pac)
+    x = tg.randn(6, 2, requires_grad=True)
+    logits, input_grad = D.forward_with_input_grad(x)
+    assert logits.shape == (6 // pac,) and input_grad.shape == (2 * pac, 6 // pac)
+    np.testing.assert_allclose(logits.numpy(), D(x).numpy(), rtol=1e-6)
+    D(x).sum().backward()  # each logit depends on its own pack only, so this is per pack
+    packed_grad = x.grad.numpy().reshape(6 // pac, 2 * pac)  # [B/m, m*D_in]
+    np.testing.assert_allclose(input_grad.numpy().T, packed_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_input_grad_by_hand():
+    """One hidden layer: grad_x D = w2 diag(slopes) W1, slopes 1 where the unit is on, 0.2
+    where it is off."""
+    D = MLPDiscriminator(in_dim=2, hidden=2, n_layers=1)
+    D.net[0].weight.data[:] = [[1.0, 2.0], [3.0, -1.0]]
+    D.net[0].bias.data[:] = 0.0
+    D.net[2].weight.data[:] = [[0.5, 2.0]]
+    x = tg.tensor([[1.0, 1.0]])  # hidden pre-activations 3 (on) and 2 (on)
+    x2 = tg.tensor([[-1.0, 0.0]])  # -1 (off, slope 0.2) and -3 (off)
+    _, g = D.forward_with_input_grad(x)
+    np.testing.assert_allclose(g.numpy()[:, 0], [0.5 * 1 + 2 * 3, 0.5 * 2 + 2 * -1])
+    _, g2 = D.forward_with_input_grad(x2)
+    np.testing.assert_allclose(g2.numpy()[:, 0], [0.2 * (0.5 + 6), 0.2 * (1 - 2)], rtol=1e-6)
+    assert r1_penalty(g).item() == pytest.approx(6.5**2 + 1.0**2)
+
+
+def test_r1_penalty_gradient_in_the_weights():
+    """The penalty's gradient in D's weights (a plain backward through the forward-mode
+    product) against central differences, in float64."""
+    tg.manual_seed(0)
+    D = MLPDiscriminator(in_dim=2, hidden=8, n_layers=2)
+    params = list(D.parameters())
+    for p in params:
+        p.data = p.data.astype(np.float64)
+    x = tg.tensor(np.random.default_rng(0).standard_normal((5, 2)))
+
+    def penalty(*weights):
+        return r1_penalty(D.forward_with_input_grad(x)[1])
+
+    assert gradcheck(penalty, params)
+
+
+def test_train_step_with_r1_adds_the_penalty():
+    tg.manual_seed(0)
+    G = MLPGenerator(z_dim=2, hidden=8, n_layers=1)
+    D = MLPDiscriminator(in_dim=2, hidden=8, n_layers=1)
+    opt_g, opt_d = optim.SGD(G.parameters(), lr=0.0), optim.SGD(D.parameters(), lr=0.0)
+    real = tg.randn(16, 2)
+    tg.manual_seed(1)
+    plain, _ = train_step(G, D, opt_g, opt_d, real)
+    tg.manual_seed(1)  # the same fake batch
+    with_r1, _ = train_step(G, D, opt_g, opt_d, real, r1_gamma=4.0)
+    with tg.no_grad():
+        penalty = r1_penalty(D.forward_with_input_grad(real)[1]).item()
+    assert with_r1 == pytest.approx(plain + 2.0 * penalty, rel=1e-5)
 
 
 # ---- shapes -----------------------------------------------------------------------------------
@@ -147,6 +211,7 @@ def test_short_toy_run_pulls_samples_onto_the_ring():
 # ---- the demo ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("dataset, keys", [
     ("ring", ["modes_captured", "modes_total", "high_quality_frac"]),
+    ("grid", ["modes_captured", "modes_total", "high_quality_frac"]),  # with R1
     ("fashion", ["classes_covered", "confident_frac"]),
 ])
 def test_demo_smoke(tmp_path, dataset, keys):

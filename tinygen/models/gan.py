@@ -2,8 +2,9 @@
 
 A generator G maps noise z ~ N(0, I) to samples; a discriminator D scores a sample with a
 logit, high for "real". They play a game: D learns to tell data from G's samples, G learns
-to fool D. Read in order: the losses, PacGAN packing, the MLPs for 2-D toy data, DCGAN for
-28x28 images, one training step that both share, and sampling.
+to fool D. Read in order: the losses, PacGAN packing, the MLPs for 2-D toy data (with the
+input gradient that R1 needs), DCGAN for 28x28 images, the R1 penalty and one training step
+that both nets share, and sampling.
 
 Mode collapse -- G covering only a few of the data's modes -- is the classic failure. One
 published remedy is PacGAN (Lin et al. 2018): D judges `pac` samples at once, concatenated.
@@ -12,6 +13,13 @@ apart by their variety, not only one by one. It changes only D's input layer. (T
 D's input has m times the dimensions, and on the 5x5 grid of the demo it learned so much
 more slowly that the grid does better without packing.)
 
+Another is a gradient penalty on D. R1 (Mescheder et al. 2018, "Which training methods for
+GANs do actually converge?") adds gamma/2 E_x ||grad_x D(x)||^2 over real data x to D's
+loss. It was proposed to make the game converge (without it D and G can circle the
+equilibrium for ever); it also keeps D from growing steep cliffs around the data, so D's
+landscape stays smooth enough to lead G's samples on to modes they have left or never
+reached. On the 25-Gaussian grid it took the demo from 17-21 modes to all 25.
+
 Shapes: B batch, Z noise size (z_dim), D_in data size (2 for the toys), m = pac.
 """
 
@@ -19,6 +27,7 @@ import itertools
 
 from tinygen import nn
 from tinygen.autograd import no_grad
+from tinygen.backend import get_array_module
 from tinygen.creation import randn
 from tinygen.nn import functional as F
 
@@ -104,6 +113,31 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x):
         return self.net(pack(x, self.pac)).reshape(-1)  # [B/m, m*D_in] -> [B/m]
 
+    def forward_with_input_grad(self, x):
+        """D(x) and its gradient with respect to D's (packed) input, for the R1 penalty:
+        logits [B/m] and grad [m*D_in, B/m], both differentiable in D's weights.
+
+        tinygen's autograd is first order, so the gradient cannot come from a backward that
+        is then differentiated again. It need not: D is piecewise linear in x, and
+        grad_x D(x) = W_L S_{L-1} W_{L-1} ... S_1 W_1, where S_k is the diagonal of LeakyReLU
+        slopes (1 or 0.2) at layer k. Those slopes are constant almost everywhere, so the
+        product, carried forward one input direction at a time next to the activations
+        (forward-mode differentiation), is exact, and an ordinary backward through it
+        gives the penalty's gradient in the weights.
+        """
+        h = pack(x, self.pac)  # [B', n_in], B' = B/m, n_in = m*D_in
+        t = None  # dh/d(input), [n_in, B', H]: row i follows input direction i
+        for layer in self.net:
+            if isinstance(layer, nn.Linear):
+                # d(h W^T + b) = dh W^T; at the first layer dh/d(input) = I, so it is W^T
+                t = layer.weight.T.unsqueeze(1) if t is None else F.linear(t, layer.weight)
+                h = layer(h)
+            else:  # LeakyReLU: both are multiplied by the same slopes
+                xp = get_array_module(h.data)
+                slope = xp.where(h.data > 0, 1.0, layer.negative_slope).astype(h.dtype)
+                h, t = h * slope, t * slope  # [B', H], [n_in, B', H]
+        return h.reshape(-1), t.reshape(t.shape[0], -1)  # [B'], [n_in, B']
+
 
 # ---- DCGAN for 28x28 images (Radford et al. 2016) ---------------------------------------------
 # The paper's rules: strided convolutions instead of pooling (transposed ones in G), batch norm
@@ -168,18 +202,30 @@ def noise(n, z_dim, device="cpu"):
     return randn(n, z_dim, device=device)
 
 
-def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating"):
+def r1_penalty(input_grad):
+    """R1 (Mescheder et al. 2018, eq. 9, without the gamma / 2): E ||grad_x D(x)||^2 over
+    real x. input_grad [D_in, B], from `MLPDiscriminator.forward_with_input_grad`."""
+    return (input_grad**2).sum(axis=0).mean()
+
+
+def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0):
     """One round of the game on a batch of data `real` [B, ...]: a D step, then a G step
     (Goodfellow et al. 2014, Algorithm 1, with k = 1). Returns (d_loss, g_loss) as floats.
 
     D's step sees G's samples detached, so its loss does not reach G's weights. G's step
     differentiates through D with D's weights frozen: their gradients would go unused, and
-    skipping them saves about a third of D's backward pass.
+    skipping them saves about a third of D's backward pass. With r1_gamma > 0, D's loss
+    gains r1_gamma / 2 * `r1_penalty` (MLP discriminators only); d_loss includes it.
     """
     d_loss_fn, g_loss_fn = LOSSES[loss]
     B = real.shape[0]
     fake = G(noise(B, G.z_dim, real.device))
-    d_loss = d_loss_fn(D(real), D(fake.detach()))
+    if r1_gamma:
+        real_logits, input_grad = D.forward_with_input_grad(real)
+        d_loss = (d_loss_fn(real_logits, D(fake.detach()))
+                  + r1_gamma / 2 * r1_penalty(input_grad))
+    else:
+        d_loss = d_loss_fn(D(real), D(fake.detach()))
     opt_d.zero_grad()
     d_loss.backward()
     opt_d.step()
