@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import tinygen as tg
 import tinygen.nn.functional as F
 from tinygen import nn
+from tinygen.nn.conv import col2im, im2col
 
 try:
     import torch
@@ -184,6 +185,30 @@ def test_only_the_needed_gradients():
     w = tg.randn(4, 3, 3, 3, requires_grad=True)
     F.conv2d(x, w, stride=2, padding=1).sum().backward()
     assert x.grad is None and w.grad.shape == w.shape
+
+
+@given(data=st.data())
+def test_im2col_and_col2im_are_adjoint(data):
+    """<im2col(x), c> = <x, col2im(c)>, and im2col matches slicing a zero-padded copy, for
+    paddings up to (and past) the kernel size: the padding is never built, so im2col must
+    write zeros and col2im must drop exactly the entries that fall in it."""
+    ints = st.integers
+    C, N = data.draw(ints(1, 3)), data.draw(ints(1, 3))
+    K = (data.draw(ints(1, 4)), data.draw(ints(1, 4)))
+    S = (data.draw(ints(1, 3)), data.draw(ints(1, 3)))
+    P = (data.draw(ints(0, 4)), data.draw(ints(0, 4)))
+    H, W = (data.draw(ints(max(1, k - 2 * p), 7)) for k, p in zip(K, P))
+    out = tuple((n + 2 * p - k) // s + 1 for n, p, k, s in zip((H, W), P, K, S))
+    rng = np.random.default_rng(data.draw(ints(0, 2**32 - 1)))
+    x = rng.standard_normal((C, H, W, N))
+    cols = im2col(x, K, S, P, out)
+    padded = np.pad(x, ((0, 0), (P[0], P[0]), (P[1], P[1]), (0, 0)))
+    want = np.stack([padded[:, a:a + S[0] * out[0]:S[0], b:b + S[1] * out[1]:S[1]]
+                     for a in range(K[0]) for b in range(K[1])], axis=1)
+    np.testing.assert_array_equal(cols, want.reshape(cols.shape))
+    c = rng.standard_normal(cols.shape)
+    back = col2im(c, x.shape, K, S, P)
+    np.testing.assert_allclose((cols * c).sum(), (x * back).sum(), rtol=1e-10, atol=1e-10)
 
 
 # ---- layers -------------------------------------------------------------------------------
