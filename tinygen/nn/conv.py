@@ -153,18 +153,18 @@ def col2im(cols, shape, kernel, stride, padding):
     rows y = a - P (mod S), so the offsets fall into S_h x S_w "phases" that never touch
     each other's pixels. Each phase is summed in a small buffer of its own pixels, where
     consecutive outputs are neighbours in memory (long contiguous runs, and it stays in
-    cache), then copied into place once: ~1.5x faster than adding into strided `rows`.
+    cache), then copied into place once: ~1.2x faster than adding into strided `rows`.
     """
     C, H, W, N = shape
     (Kh, Kw), (Sh, Sw), (Ph, Pw) = kernel, stride, padding
     Ho, Wo = (H + 2 * Ph - Kh) // Sh + 1, (W + 2 * Pw - Kw) // Sw + 1
     cols = cols.reshape(C, Kh, Kw, Ho, Wo, N)
     xp = get_array_module(cols)
-    rows = xp.zeros(shape, dtype=cols.dtype) if (Sh, Sw) == (1, 1) else xp.empty(
-        shape, dtype=cols.dtype)
+    one_phase = (Sh, Sw) == (1, 1)                # stride 1: the phase is the whole image
+    rows = (xp.zeros if one_phase else xp.empty)(shape, dtype=cols.dtype)
     for r in range(Sh):
         for q in range(Sw):       # the phase of pixels y = r (mod S_h), x = q (mod S_w)
-            phase = rows if (Sh, Sw) == (1, 1) else xp.zeros(
+            phase = rows if one_phase else xp.zeros(
                 (C, len(range(r, H, Sh)), len(range(q, W, Sw)), N), dtype=cols.dtype)
             for a in range((r + Ph) % Sh, Kh, Sh):
                 for b in range((q + Pw) % Sw, Kw, Sw):
@@ -173,9 +173,9 @@ def col2im(cols, shape, kernel, stride, padding):
                         continue
                     (i, y), (j, x) = ri, rj
                     y0, x0 = y.start // Sh, x.start // Sw        # y = r + S_h y', ...
-                    phase[:, y0:y0 + i.stop - i.start, x0:x0 + j.stop - j.start] += \
-                        cols[:, a, b, i, j]
-            if phase is not rows:
+                    pixels = phase[:, y0:y0 + i.stop - i.start, x0:x0 + j.stop - j.start]
+                    pixels += cols[:, a, b, i, j]
+            if not one_phase:
                 rows[:, r::Sh, q::Sw] = phase
     return rows
 
