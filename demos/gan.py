@@ -17,7 +17,7 @@ Measured with the defaults on the 2-core development machine, seeds 0 / 1 / 2:
   ring     8 / 8 / 8 of 8 modes, 96.0 / 93.5 / 93.9% high-quality samples, 130-170 s each
            on a loaded machine (about 95 s unloaded)
            (published: plain GANs 1-6.3 modes, PacGAN2 7.9 modes and 95.6%)
-  grid     25 / 25 / 25 of 25 modes, 92.5 / 94.9 / 81.2% high-quality samples, 140-160 s
+  grid     25 / 25 / 25 of 25 modes, 92.5 / 94.9 / 81.2% high-quality samples, 140-165 s
            each on a loaded machine, with the R1 penalty on D (published: VEEGAN 24.6,
            PacGAN4 24.8). Without R1 (--r1_gamma 0), 19 / 25 / 20 modes, 92.8 / 95.2 /
            87.8%, about 125 s: G drops a block of neighbouring modes. Earlier tuning

@@ -132,10 +132,12 @@ class MLPDiscriminator(nn.Module):
                 # d(h W^T + b) = dh W^T; at the first layer dh/d(input) = I, so it is W^T
                 t = layer.weight.T.unsqueeze(1) if t is None else F.linear(t, layer.weight)
                 h = layer(h)
-            else:  # LeakyReLU: both are multiplied by the same slopes
+            elif isinstance(layer, nn.LeakyReLU):  # both are multiplied by the same slopes
                 xp = get_array_module(h.data)
                 slope = xp.where(h.data > 0, 1.0, layer.negative_slope).astype(h.dtype)
                 h, t = h * slope, t * slope  # [B', H], [n_in, B', H]
+            else:
+                raise TypeError(f"forward_with_input_grad: no rule for {type(layer).__name__}")
         return h.reshape(-1), t.reshape(t.shape[0], -1)  # [B'], [n_in, B']
 
 
