@@ -6,17 +6,28 @@ each image towards its own caption and pushes it from the other captions in the 
 symmetric cross-entropy of the paper's Figure 3). Afterwards any text is a classifier:
 embed "a photo of a {label}" for every label and pick the nearest (zero-shot classification).
 
-- Image encoder: a small Vision Transformer (Dosovitskiy et al. 2021) — patches -> linear
-  patch embedding, a learned [class] token and positions, then the *same* pre-LN transformer
-  blocks as the GPT (tinygen.models.gpt.Block) with attention made non-causal. A ViT rather
-  than a conv net because it shows that one block serves text and images alike, and learned
-  positions let it say "top left" as easily as "red".
+- Image encoder, CLIPConfig.vision:
+  "conv" (the default): a small conv net — 3x3 Conv2d + BatchNorm + ReLU, stride-2 stages
+  from 32x32 to 4x4, then the mean over positions (CLIP's own ResNets end in a pooling too).
+  A convolution has the same filters at every position, and the pooled features do not
+  care where a shape was seen, so a circle detector learnt from green and blue circles
+  answers to red ones as well: the compositional generalisation the zero-shot test asks
+  for. Its stem shares its filters across the colour channels too (see ConvNet). On the
+  held-out colour–shape pairs of demos/clip.py it reached 0.95-1.0 zero-shot accuracy where
+  the ViT below reached 0.72-0.83, at a similar cost per step on a CPU.
+  "vit": a small Vision Transformer (Dosovitskiy et al. 2021) — patches -> linear patch
+  embedding, a learned [class] token and positions, then the *same* pre-LN transformer
+  blocks as the GPT (tinygen.models.gpt.Block) with attention made non-causal: one block
+  serves text and images alike. It learns the seen pairs to ~0.9 but takes a held-out
+  circle for a square of the same colour: with no weight sharing beyond the patch, what it
+  learns of "circle" stays tied to the colours it saw circles in.
 - Text encoder: the GPT's causal blocks over word tokens; the caption's summary is the final
   LayerNorm's output at the end-of-text token (as in CLIP, whose text encoder is a GPT-2).
 - Linear projections (no bias) into the shared space, L2-normalised; a learned temperature
   `logit_scale` = log(1/τ), initialised to ln(1/0.07) and clamped at ln 100 (Section 2.5).
 
-Read in order: the non-causal block, config, encoders, CLIP, clip_loss, then evaluation
+Read in order: the non-causal block, config, encoders, CLIP, clip_loss, train_clip (the
+training loop, shared by demos/clip.py and anyone who needs a CLIP), then evaluation
 (zero-shot classification, retrieval R@1, captioning by retrieval).
 Shapes: B batch, T tokens, C channels, D = embed_dim, K classes or candidate captions.
 """
@@ -120,7 +131,9 @@ class ConvNet(nn.Module):
     filters for every colour channel, as a convolution has the same filters at every
     position. An edge or corner detector learnt on green circles then exists, unchanged, for
     red ones, and the stages after it see "which shape" and "which colour" side by side
-    ([B, 3 c0, S, S]: c0 maps per colour channel)."""
+    ([B, 3 c0, S, S]: c0 maps per colour channel). In demos/clip.py (seeds 1337, 1, 2, 3)
+    it gave 0.95-1.0 held-out zero-shot accuracy against 0.92-1.0 for a plain
+    Conv2d(3, 3 c0, 3) stem: a small gain, not the main one (that is the conv net itself)."""
 
     def __init__(self, config):
         L, C = config.vision_layers, config.vision_width
