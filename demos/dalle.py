@@ -4,7 +4,7 @@ tokens, and drawing an image is sampling tokens after a caption and decoding the
 then reranks N drawings per caption. Top to bottom: config -> data -> a judge -> stage 1
 (VQ-VAE) -> stage 2 (the prior) -> CLIP -> drawing held-out prompts, scores and pictures.
 
-    python demos/dalle.py                    # about N minutes on 2 CPU cores (see below)
+    python demos/dalle.py                    # about 13.5 minutes on 2 CPU cores
     python demos/dalle.py --clip out/clip/ckpt.safetensors   # rerank with a trained CLIP
     python demos/dalle.py --device cuda
     python demos/dalle.py --smoke            # a few seconds, to check that it all runs
@@ -23,6 +23,8 @@ model, like the Inception network behind an Inception Score. Scores:
   codebook_usage       share of the K codes used to tokenize 1,000 test images
   recon_mse            VQ-VAE reconstruction error per pixel on test images of seen pairs
                        (recon_mse_heldout: of the held-out pairs, which it never saw)
+Measured (seed 1337, defaults, 803 s on the 2-core development machine): prompt_acc 0.855,
+prompt_acc_reranked 0.983, prompt_acc_seen 0.974, codebook_usage 0.984, recon_mse 0.0021.
 Outputs in <out_dir>: heldout.png (one row per held-out prompt: the first 8 drawings as
 drawn, then the same 8 ordered by CLIP, best first; the prompts are in heldout.txt),
 recon.png (test images over their reconstructions), the two checkpoints, and
