@@ -89,3 +89,25 @@ def test_tokenizer_round_trip_and_eot_positions():
     assert [tok.decode(row) for row in ids] == texts
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.encode("a purple circle")
+
+
+def test_captioned_images_have_the_photo_template_and_a_tokenizer_can_read_them():
+    from tinygen.data.shapes import captioned_images, photo_caption
+
+    assert photo_caption("Sneaker") == "a photo of a sneaker"
+    assert photo_caption("Ankle boot") == "a photo of an ankle boot"
+    images, captions, labels, source = captioned_images("procedural", split="test",
+                                                        n_procedural=20)
+    assert images.shape == (20, 1, 28, 28) and images.dtype == np.float32
+    assert len(captions) == 20 and all(c.startswith("a photo of a") for c in captions)
+    assert "procedural" in source
+    tok = CaptionTokenizer(sorted({w for c in captions for w in c.split()}))
+    ids, _ = tok.encode_batch(captions)
+    assert tok.decode(ids[0]) == captions[0]
+    # with Debian's Fashion-MNIST installed, the real files and their class names are used
+    from tinygen.data.images import FASHION_MNIST_DIR, find_idx_files
+
+    if find_idx_files(FASHION_MNIST_DIR, "test"):
+        _, captions, labels, source = captioned_images("fashion", split="test")
+        assert "fashion-mnist" in source
+        assert captions[int(np.flatnonzero(labels == 7)[0])] == "a photo of a sneaker"

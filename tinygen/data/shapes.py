@@ -19,6 +19,9 @@ is something it has never seen: zero-shot on "heldout" means unseen.
 `CaptionTokenizer` turns captions into word ids (the vocabulary is closed and small, so one
 token per word keeps sequences at 10 tokens), with begin- and end-of-text tokens.
 Same seed, same data: everything is drawn from one np.random.default_rng(seed).
+
+Real images too: `captioned_images` gives Fashion-MNIST (when installed; else what
+tinygen.data.images.load_images falls back to) with CLIP's template, "a photo of a sneaker".
 """
 
 from itertools import product
@@ -189,3 +192,23 @@ class CaptionTokenizer:
     @classmethod
     def from_state_dict(cls, state):
         return cls(state["words"])
+
+
+# ---- real photographs with templated captions -----------------------------------------------
+def photo_caption(class_name):
+    """CLIP's prompt template for a class: "a photo of a sneaker", "an ankle boot"."""
+    name = class_name.lower()
+    return f"a photo of {'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def captioned_images(dataset="fashion", data_dir=None, split="train", seed=0, n_procedural=None):
+    """Fashion-MNIST (or MNIST, or the procedural fallback: tinygen.data.images.load_images
+    decides and says which in `source`) with one templated caption per image.
+    Returns (images float32 [N, 1, 28, 28] in [0, 1], captions list of N strings,
+    labels int [N], source str). Build a tokenizer for them with
+    CaptionTokenizer(sorted({w for c in captions for w in c.split()}))."""
+    from tinygen.data.images import load_images, to_float
+
+    data = load_images(dataset, data_dir, split, seed, n_procedural)
+    names = [photo_caption(n) for n in data.class_names]
+    return to_float(data.images), [names[k] for k in data.labels], data.labels, data.source
