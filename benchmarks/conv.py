@@ -15,21 +15,14 @@ median ms/iter of each, the first loss (they must agree) and the tinygen/PyTorch
 """
 
 import argparse
-import os
-import platform
-import time
 
 import numpy as np
+from common import add_arguments, compare, copy_weights, torch
 
 import tinygen as tg
 import tinygen.nn.functional as tF
 from tinygen import nn as tnn
 from tinygen import optim as toptim
-
-try:
-    import torch
-except ImportError:
-    torch = None
 
 Z = 64  # noise size
 
@@ -58,9 +51,10 @@ def classifier(nn):
         nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
 
 
-def workloads(lib, batch, device, seed=0):
+def workloads(lib, args, seed=0):
     """name -> (step function, models) for `lib` ("tinygen" or "torch"). The weights are
     tinygen's (seeded), copied into PyTorch's models, so both start from the same point."""
+    batch, device = args.batch, args.device
     tg.manual_seed(seed)
     ours = {"dcgan": dcgan(tnn), "classifier": (classifier(tnn),)}
     rng = np.random.default_rng(seed)
@@ -81,9 +75,7 @@ def workloads(lib, batch, device, seed=0):
                   for name in ours}
         for name, ms in models.items():
             for m, twin in zip(ms, ours[name]):
-                m.load_state_dict({k: torch.from_numpy(v.numpy().copy())
-                                   for k, v in twin.state_dict().items()})
-                m.to(device)
+                copy_weights(m, twin).to(device)
 
         def tensor(a):
             return torch.from_numpy(a).to(device)
@@ -119,52 +111,9 @@ def workloads(lib, batch, device, seed=0):
     return {"dcgan": gan_step, "classifier": classifier_step}
 
 
-def timed(step, iters, sync, warmup=3):
-    """(median ms per step, first loss)."""
-    first = step()
-    for _ in range(warmup - 1):
-        step()
-    sync()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times)), first
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--iters", type=int, default=15, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per library")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-
-    libs = ["tinygen"] + (["torch"] if torch is not None else [])
-    threads = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count()))
-    if torch is not None:  # the same number of threads as NumPy's BLAS
-        torch.set_num_threads(threads)
-    syncs = {"tinygen": lambda: tg.backend.synchronize(args.device),
-             "torch": (torch.cuda.synchronize if args.device == "cuda" else lambda: None)
-             if torch is not None else None}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
-          f"numpy {np.__version__}; torch {torch.__version__ if torch else 'not installed'}"
-          f"; batch {args.batch}, {threads} threads")
-    best = {}
-    for _ in range(args.rounds):
-        for lib in libs:
-            for name, step in workloads(lib, args.batch, args.device).items():
-                ms, loss = timed(step, args.iters, syncs[lib])
-                prev = best.get((name, lib))
-                best[name, lib] = (min(ms, prev[0]) if prev else ms, loss)
-    print(f"{'workload':12s} {'lib':8s} {'ms/iter':>9s} {'loss@0':>8s} {'ratio':>6s}")
-    for name in ("dcgan", "classifier"):
-        for lib in libs:
-            ms, loss = best[name, lib]
-            ratio = ms / best[name, "torch"][0] if torch is not None else float("nan")
-            print(f"{name:12s} {lib:8s} {ms:9.1f} {loss:8.4f} {ratio:6.2f}")
+    parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 64)
+    compare(workloads, ("dcgan", "classifier"), parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Hypothesis profiles, picked with the environment variable TINYGEN_HYPOTHESIS_PRO
   thorough  500 examples, for a long run before a release
 """
 
+import importlib
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -97,3 +99,34 @@ def assert_forward(out, expected, rtol=1e-10, atol=1e-12):
     assert isinstance(out, tg.Tensor)
     assert out.shape == expected.shape
     np.testing.assert_allclose(out.numpy(), expected, rtol=rtol, atol=atol)
+
+
+def torch_twin(module_name, class_name, tinygen_model, *args, **kwargs):
+    """The PyTorch twin of a tinygen model from benchmarks/<module_name>.py, in float64 and
+    loaded with the model's weights (skips the test when torch is not installed)."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    twin = getattr(importlib.import_module(module_name), class_name)(*args, **kwargs).double()
+    twin.load_state_dict({k: torch.from_numpy(v.numpy().astype(np.float64))
+                          for k, v in tinygen_model.state_dict().items()})
+    return twin
+
+
+def assert_same_loss_and_grads(model, loss, twin, loss_t):
+    """After backward on both: tinygen (float32) agrees with the float64 twin, each gradient
+    to float32 rounding relative to the largest gradient entry (a bias before a BatchNorm
+    has a true gradient of 0, so a relative test alone would compare rounding noise)."""
+    assert abs(loss.item() - loss_t.item()) < 1e-4 * abs(loss_t.item())
+    grads_t = {name: p.grad.numpy() for name, p in twin.named_parameters()}
+    scale = max(float(np.abs(g).max()) for g in grads_t.values())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), grads_t[name], rtol=2e-3, atol=1e-4 * scale,
+                                   err_msg=name)
+
+
+def torch_from(array):
+    """A NumPy array as a torch tensor for a float64 twin (floats widened, ints kept)."""
+    import torch
+
+    array = np.asarray(array)
+    return torch.from_numpy(array.astype(np.float64) if array.dtype.kind == "f" else array)

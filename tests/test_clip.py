@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_loss_and_grads, torch_from, torch_twin
 
 import tinygen as tg
 from tinygen import optim
@@ -176,3 +177,18 @@ def test_demo_smoke_run_writes_the_summary(tmp_path):
     for key in ("zero_shot_acc_heldout", "zero_shot_acc_seen", "retrieval_r1"):
         assert 0.0 <= summary[key] <= 1.0
     assert (tmp_path / "captions.png").exists() and (tmp_path / "captions.txt").exists()
+
+
+def test_same_loss_and_gradients_as_pytorch():
+    tg.manual_seed(0)
+    tokenizer = CaptionTokenizer()
+    data = make_shapes(6, seed=0, split="train")
+    ids, eot = tokenizer.encode_batch(data.captions)
+    model = CLIP(CLIPConfig(vocab_size=tokenizer.vocab_size, vision_width=16, text_width=16,
+                            text_heads=2, embed_dim=8, text_layers=1))
+    twin = torch_twin("torch_clip", "TorchCLIP", model, model.config)
+    loss = model(data.images, ids, eot)[2]
+    loss.backward()
+    loss_t = twin(torch_from(data.images), torch_from(ids), torch_from(eot))
+    loss_t.backward()
+    assert_same_loss_and_grads(model, loss, twin, loss_t)

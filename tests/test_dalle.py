@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_loss_and_grads, torch_from, torch_twin
 
 import tinygen as tg
 from tinygen import optim
@@ -210,3 +211,18 @@ def test_demo_smoke_run_writes_its_summary(tmp_path):
     for key in ("codebook_usage", "recon_mse", "prompt_acc", "prompt_acc_reranked"):
         assert key in summary
     assert (out / "heldout.png").exists() and (out / "recon.png").exists()
+
+
+def test_vqvae_same_loss_and_gradients_as_pytorch():
+    tg.manual_seed(0)
+    config = VQVAEConfig(image_size=8, hidden=8, n_codes=16, code_dim=4)
+    model = VQVAE(config)
+    x = np.random.default_rng(0).random((3, 3, 8, 8), dtype=np.float32)
+    with tg.no_grad():  # codes on data, so no two are near-tied for any cell
+        model.quantizer.init_from(model.encode(x).permute(0, 2, 3, 1).reshape(-1, 4).data)
+    twin = torch_twin("torch_dalle", "TorchVQVAE", model, 3, 8, 16, 4, config.beta)
+    loss = model(x)[2]
+    loss.backward()
+    loss_t = twin(torch_from(x))
+    loss_t.backward()
+    assert_same_loss_and_grads(model, loss, twin, loss_t)

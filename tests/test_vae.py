@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_same_loss_and_grads, torch_from, torch_twin
 
 import tinygen as tg
 from tinygen import nn, optim
@@ -160,39 +161,32 @@ def test_interpolation_endpoints_decode_the_endpoint_latents():
 
 @pytest.mark.parametrize("kind", ["mlp", pytest.param("conv", marks=needs_conv)])
 def test_same_loss_and_gradients_as_pytorch(kind):
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from torch_vae import TorchConvVAE, TorchMLPVAE
-
     tg.manual_seed(0)
     config = VAEConfig(model=kind, image_size=8, n_latent=4, n_hidden=16, n_channels=4)
     if kind == "mlp":
         model = MLPVAE(config)
-        twin = TorchMLPVAE(n_pixels=64, n_hidden=16, n_latent=4, image_shape=(1, 8, 8))
+        twin = torch_twin("torch_vae", "TorchMLPVAE", model, n_pixels=64, n_hidden=16,
+                          n_latent=4, image_shape=(1, 8, 8))
     else:
         model = ConvVAE(config)
-        twin = TorchConvVAE(image_size=8, n_latent=4, n_channels=4)
-    twin = twin.double()  # tinygen runs in float32: the two agree to float32 precision
-    twin.load_state_dict({k: torch.from_numpy(v.numpy().astype(np.float64))
-                          for k, v in model.state_dict().items()})
+        twin = torch_twin("torch_vae", "TorchConvVAE", model, image_size=8, n_latent=4,
+                          n_channels=4)
     x = images(3, size=8)
     eps = np.random.default_rng(4).normal(size=(3, 4))
     mu, logvar = model.encode(x)
     loss = neg_elbo(model.decode(reparameterize(mu, logvar, eps.astype(np.float32))),
                     x, mu, logvar)
     loss.backward()
-    xt = torch.from_numpy(x.numpy().astype(np.float64))
+    import torch
+
+    xt = torch_from(x.numpy())
     mu_t, logvar_t = twin.encode(xt)
     logits_t = twin.decode(mu_t + torch.exp(0.5 * logvar_t) * torch.from_numpy(eps))
     nll_t = torch.nn.functional.binary_cross_entropy_with_logits(logits_t, xt, reduction="sum")
     kl_t = -0.5 * torch.sum(1 + logvar_t - mu_t.pow(2) - logvar_t.exp())
     loss_t = (nll_t + kl_t) / 3
     loss_t.backward()
-    assert abs(loss.item() - loss_t.item()) < 1e-4 * abs(loss_t.item())
-    grads_t = dict(twin.named_parameters())
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad.numpy(), grads_t[name].grad.numpy(), rtol=1e-3,
-                                   atol=1e-5, err_msg=name)
+    assert_same_loss_and_grads(model, loss, twin, loss_t)
 
 
 def test_bad_input_gets_a_clear_error():
