@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import tinygen as tg
 import tinygen.nn.functional as F
 from tinygen import nn
-from tinygen.nn.conv import col2im, im2col
+from tinygen.nn.conv import col2im, im2col, to_rows
 
 try:
     import torch
@@ -303,3 +303,15 @@ def test_errors_name_the_op_and_shapes():
         F.conv_transpose2d(tg.randn(1, 4, 1, 1), w, padding=2)
     with pytest.raises(ValueError, match="Conv2d: kernel_size must be an int or a pair"):
         nn.Conv2d(1, 2, (3, 3, 3))
+
+
+@pytest.mark.parametrize("shape", [(37, 5, 20, 20), (300, 1, 16, 16), (3, 2, 4, 4)])
+@pytest.mark.parametrize("strided", [False, True])
+def test_to_rows_is_the_batch_last_copy(shape, strided):
+    """Small, large (copied 16 images at a time, N not a multiple of 16) and strided input."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if strided:
+        x = np.repeat(x, 2, axis=2)[:, :, ::2]
+    rows = to_rows(x)
+    assert rows.flags.c_contiguous
+    np.testing.assert_array_equal(rows, x.transpose(1, 2, 3, 0))
