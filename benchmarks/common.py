@@ -80,8 +80,10 @@ def compare(workloads, names, args):
     return {key: ms for key, (ms, _) in best.items()}
 
 
-def add_arguments(parser, batch, iters=15, rounds=3):
-    parser.add_argument("--batch", type=int, default=batch)
+def add_arguments(parser, batch=None, iters=15, rounds=3):
+    """The benchmarks' flags; --batch only where the workloads take one."""
+    if batch is not None:
+        parser.add_argument("--batch", type=int, default=batch)
     parser.add_argument("--iters", type=int, default=iters, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=rounds,
                         help="alternating runs per library")
