@@ -36,7 +36,8 @@ def workloads(lib, args, seed=0):
     vqvae = VQVAE(VQVAEConfig())
     with tg.no_grad():  # the demo's k-means start, so the codes in use are realistic
         z_e = vqvae.encode(data.images)
-        vqvae.quantizer.init_from(z_e.permute(0, 2, 3, 1).reshape(-1, 32).data, seed=seed)
+        flat = z_e.permute(0, 2, 3, 1).reshape(-1, vqvae.config.code_dim)  # [B*h*w, D]
+        vqvae.quantizer.init_from(flat.data, seed=seed)
     config = DALLEConfig(text_vocab=tokenizer.vocab_size, text_len=text.shape[1])
     prior = DALLE(config)
     image_tokens = np.random.default_rng(seed).integers(0, config.n_codes,
