@@ -23,8 +23,9 @@ model, like the Inception network behind an Inception Score. Scores:
   codebook_usage       share of the K codes used to tokenize 1,000 test images
   recon_mse            VQ-VAE reconstruction error per pixel on test images of seen pairs
                        (recon_mse_heldout: of the held-out pairs, which it never saw)
-Measured (seed 1337, defaults, 803 s on the 2-core development machine): prompt_acc 0.855,
-prompt_acc_reranked 0.983, prompt_acc_seen 0.974, codebook_usage 0.984, recon_mse 0.0021.
+Measured (seed 1337, defaults, 797-803 s on the 2-core development machine): prompt_acc 0.855,
+prompt_acc_reranked 0.983, prompt_acc_seen 0.974, codebook_usage 0.984, recon_mse 0.0021;
+seeds 1 and 2: prompt_acc 0.830 / 0.852, reranked 0.983 / 1.000, usage 0.984 / 0.992.
 Outputs in <out_dir>: heldout.png (one row per held-out prompt: the first 8 drawings as
 drawn, then the same 8 ordered by CLIP, best first; the prompts are in heldout.txt),
 recon.png (test images over their reconstructions), the two checkpoints, and
