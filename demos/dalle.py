@@ -4,7 +4,8 @@ tokens, and drawing an image is sampling tokens after a caption and decoding the
 then reranks N drawings per caption. Top to bottom: config -> data -> a judge -> stage 1
 (VQ-VAE) -> stage 2 (the prior) -> CLIP -> drawing held-out prompts, scores and pictures.
 
-    python demos/dalle.py                    # about 13.5 minutes on 2 CPU cores
+    python demos/dalle.py                    # 13-14 minutes on 2 CPU cores (1 BLAS thread)
+    OPENBLAS_NUM_THREADS=2 python demos/dalle.py   # ~10 minutes on 2 idle cores
     python demos/dalle.py --clip out/clip/ckpt.safetensors   # rerank with a trained CLIP
     python demos/dalle.py --device cuda
     python demos/dalle.py --smoke            # a few seconds, to check that it all runs
