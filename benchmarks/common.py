@@ -1,6 +1,7 @@
-"""What the side-by-side benchmarks (conv.py, clip.py, dalle.py) share: a timer, copying a
-tinygen model's weights into its PyTorch twin, and the loop that alternates the two
-libraries for a few rounds (so machine noise hits both alike) and prints the table."""
+"""What the side-by-side benchmarks (conv.py, clip.py, dalle.py, ppo.py) share: a timer,
+copying a tinygen model's weights into its PyTorch twin (the parity tests use it too), and
+the loop that alternates the two libraries for a few rounds (so machine noise hits both
+alike) and prints the table."""
 
 import os
 import platform

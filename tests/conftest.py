@@ -102,14 +102,15 @@ def assert_forward(out, expected, rtol=1e-10, atol=1e-12):
 
 
 def torch_twin(module_name, class_name, tinygen_model, *args, **kwargs):
-    """The PyTorch twin of a tinygen model from benchmarks/<module_name>.py, in float64 and
-    loaded with the model's weights (skips the test when torch is not installed)."""
-    torch = pytest.importorskip("torch")
+    """The PyTorch twin of a tinygen model from benchmarks/<module_name>.py, loaded with the
+    model's weights (benchmarks/common.copy_weights), then widened to float64 (exactly: every
+    float32 is a float64). Skips the test when torch is not installed."""
+    pytest.importorskip("torch")
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
-    twin = getattr(importlib.import_module(module_name), class_name)(*args, **kwargs).double()
-    twin.load_state_dict({k: torch.from_numpy(v.numpy().astype(np.float64))
-                          for k, v in tinygen_model.state_dict().items()})
-    return twin
+    from common import copy_weights
+
+    twin = getattr(importlib.import_module(module_name), class_name)(*args, **kwargs)
+    return copy_weights(twin, tinygen_model).double()
 
 
 def assert_same_loss_and_grads(model, loss, twin, loss_t):
