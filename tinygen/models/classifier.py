@@ -20,6 +20,7 @@ import numpy as np
 from tinygen import nn, optim
 from tinygen.autograd import no_grad
 from tinygen.backend import to_numpy
+from tinygen.creation import as_tensor
 from tinygen.data.images import iterate_minibatches
 from tinygen.nn import functional as F
 from tinygen.random import manual_seed
@@ -74,7 +75,7 @@ class ConvClassifier(nn.Module):
 def predict_proba(classifier, images, batch_size=500):
     """Class probabilities, NumPy [N, K], of images [N, C, S, S] in [0, 1] (array or Tensor);
     for a classifier with several heads, a list with one [N, K_h] array per head."""
-    images = images.data if isinstance(images, Tensor) else images
+    images = as_tensor(images).data
     was_training = classifier.training
     classifier.eval()
     logits = [classifier(Tensor(images[i:i + batch_size]))

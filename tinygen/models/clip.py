@@ -42,6 +42,7 @@ import numpy as np
 from tinygen import nn
 from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.creation import as_tensor
 from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig, gpt2_init_
 from tinygen.nn import functional as F
 from tinygen.tensor import Tensor, cat
@@ -210,12 +211,12 @@ class CLIP(nn.Module):
 
     def encode_image(self, images):
         """images [B, 3, S, S] -> image_embeds [B, D], unit length."""
-        images = images if isinstance(images, Tensor) else Tensor(images)
-        return normalize(self.visual_projection(self.visual(images.to(self.logit_scale.device))))
+        images = as_tensor(images, device=self.logit_scale.device)
+        return normalize(self.visual_projection(self.visual(images)))
 
     def encode_text(self, ids, eot):
         """token ids [B, T], <eot> positions [B] -> text_embeds [B, D], unit length."""
-        ids = to_device(ids.data if isinstance(ids, Tensor) else ids, self.logit_scale.device)
+        ids = as_tensor(ids, device=self.logit_scale.device).data
         return normalize(self.text_projection(self.text(ids, eot)))
 
     def forward(self, images, ids, eot):

@@ -77,9 +77,6 @@ class VAE(nn.Module):
     """The parts that do not depend on the networks. A subclass defines
     encode(x [B, C, H, W]) -> (mu, logvar) [B, Z] and decode(z [B, Z]) -> logits [B, C, H, W]."""
 
-    def _device(self):
-        return self.parameters()[0].device
-
     def check_images(self, x):
         """A clear error for a batch that is not [B, C, H, W] of this model's size."""
         c = self.config
@@ -105,7 +102,7 @@ class VAE(nn.Module):
     def sample(self, n):
         """n new images [n, C, H, W]: z ~ p(z) = N(0, I), decoded to pixel probabilities
         (the Bernoulli means, which is what VAE papers show, not 0/1 draws)."""
-        z = randn(n, self.config.n_latent, device=self._device())
+        z = randn(n, self.config.n_latent, device=self.parameters()[0].device)
         return self.decode(z).sigmoid()
 
     @no_grad()

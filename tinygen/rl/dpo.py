@@ -16,6 +16,7 @@ import numpy as np
 
 from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module, to_device
+from tinygen.creation import as_tensor
 from tinygen.nn import functional as F
 from tinygen.rl.rlhf import sequence_logprob
 from tinygen.tensor import Tensor
@@ -27,8 +28,9 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     log-probabilities are tensors with gradient, the reference's constants (arrays or
     tensors). Also returns the implicit rewards β log(π/π_ref) of chosen and rejected [B]
     (NumPy, for logging). Binary cross-entropy with target 1 is -log σ, computed stably."""
-    ref_chosen = _const(ref_chosen_logps, policy_chosen_logps)
-    ref_rejected = _const(ref_rejected_logps, policy_chosen_logps)
+    # constants with the policy's dtype (a float64 array must not turn float32 math float64)
+    ref_chosen = as_tensor(ref_chosen_logps, like=policy_chosen_logps).detach()
+    ref_rejected = as_tensor(ref_rejected_logps, like=policy_chosen_logps).detach()
     chosen_logratios = policy_chosen_logps - ref_chosen             # log π/π_ref (y_w)
     rejected_logratios = policy_rejected_logps - ref_rejected       # log π/π_ref (y_l)
     logits = beta * (chosen_logratios - rejected_logratios)
@@ -37,13 +39,6 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     chosen_rewards = beta * chosen_logratios.detach().numpy()
     rejected_rewards = beta * rejected_logratios.detach().numpy()
     return loss, chosen_rewards, rejected_rewards
-
-
-def _const(x, like):
-    """Reference log-probabilities (array or tensor) as a constant with the dtype and device
-    of `like` (a float64 array must not turn float32 math into float64)."""
-    x = x.data if isinstance(x, Tensor) else x
-    return Tensor(x, dtype=like.dtype, device=like.device)
 
 
 @no_grad()
