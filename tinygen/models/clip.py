@@ -42,6 +42,7 @@ import numpy as np
 from tinygen import nn
 from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.checks import check_choice, check_divisible, check_positive, check_probability
 from tinygen.creation import as_tensor
 from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig, gpt2_init_
 from tinygen.nn import functional as F
@@ -86,6 +87,17 @@ class CLIPConfig:
     dropout: float = 0.0
     bias: bool = True
 
+    def __post_init__(self):
+        check_choice(self, "vision", ("conv", "vit"))
+        check_positive(self, "embed_dim", "image_size", "patch_size", "vision_layers",
+                       "vision_heads", "vision_width", "vocab_size", "context_length",
+                       "text_layers", "text_heads", "text_width")
+        check_divisible(self, "text_width", "text_heads")
+        if self.vision == "vit":
+            check_divisible(self, "vision_width", "vision_heads")
+            check_divisible(self, "image_size", "patch_size")
+        check_probability(self, "dropout")
+
 
 def _block_config(width, heads, layers, config, block_size):
     return GPTConfig(block_size=block_size, n_layer=layers, n_head=heads, n_embd=width,
@@ -98,7 +110,7 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, config):
         p, C = config.patch_size, config.vision_width
-        assert config.image_size % p == 0, "image_size must be a multiple of patch_size"
+        check_divisible(config, "image_size", "patch_size")  # (CLIPConfig checks it first)
         n_patches = (config.image_size // p) ** 2
         self.patch_size = p
         # a Linear on flattened p x p patches: the same map as Conv2d(3, C, p, stride=p)

@@ -22,6 +22,7 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
+from tinygen.checks import check_choice, check_positive
 from tinygen.creation import randn, tensor
 from tinygen.nn import functional as F
 from tinygen.random import generator
@@ -71,6 +72,13 @@ class VAEConfig:
     n_latent: int = 20       # Z: dimensions of the latent code
     n_hidden: int = 400      # MLP: width of the hidden layer on each side
     n_channels: int = 32     # conv: channels of the first convolution (the second has twice)
+
+    def __post_init__(self):
+        check_choice(self, "model", ("mlp", "conv"))
+        check_positive(self, "image_size", "in_channels", "n_latent", "n_hidden", "n_channels")
+        if self.model == "conv" and self.image_size % 4:
+            raise ValueError(f"image_size={self.image_size!r}: must be a multiple of 4 for "
+                             f"model='conv' (two stride-2 convolutions)")
 
 
 class VAE(nn.Module):
