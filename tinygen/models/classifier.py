@@ -7,7 +7,7 @@ that covers the data makes sure-looking samples of every class. `score_generated
 both: the share of confident samples and how many classes they land in.
 
     clf = load_or_train_classifier("out/classifier.safetensors", x_train, y_train, ...)
-    score_generated(clf, images)  # {'confident_frac': 0.83, 'classes_covered': 10, ...}
+    score_generated(clf, images)  # {'confident_frac': ..., 'classes_covered': ..., ...}
 
 Shapes: B batch, images [B, 1, 28, 28] with values in [0, 1] (what `to_float` gives).
 """
