@@ -304,3 +304,17 @@ def test_min_p_keeps_tokens_within_a_factor_of_the_top():
 def test_config_rejects_bad_values_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
         tiny(**{field: value})
+
+
+def test_gpt_and_clip_share_one_configure_optimizers():
+    from tinygen.models.clip import CLIP, CLIPConfig
+    from tinygen.optim.groups import decay_groups
+
+    tg.manual_seed(0)
+    for model in (GPT(tiny()), CLIP(CLIPConfig(text_layers=1, vision_layers=1))):
+        decay, no_decay = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95)).param_groups
+        groups = decay_groups(model.parameters(), 0.1)
+        assert [id(p) for p in decay["params"]] == [id(p) for p in groups[0]["params"]]
+        assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+        assert all(p.ndim < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+        assert len(decay["params"]) + len(no_decay["params"]) == len(model.parameters())

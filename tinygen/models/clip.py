@@ -46,6 +46,7 @@ from tinygen.checks import check_choice, check_divisible, check_positive, check_
 from tinygen.creation import as_tensor
 from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig, gpt2_init_
 from tinygen.nn import functional as F
+from tinygen.optim.groups import configure_optimizers
 from tinygen.tensor import Tensor, cat
 
 LOGIT_SCALE_INIT = math.log(1 / 0.07)  # temperature τ = 0.07 at the start (CLIP Section 2.5)
@@ -243,13 +244,9 @@ class CLIP(nn.Module):
         xp.clip(self.logit_scale.data, 0.0, LOGIT_SCALE_MAX, out=self.logit_scale.data)
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
-        """AdamW, decaying matrices only (not biases, gains or logit_scale), as in the GPT."""
-        from tinygen import optim
-
-        params = self.parameters()
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+        """AdamW, decaying matrices only (not biases, gains or logit_scale), as in the GPT
+        (tinygen.optim.groups)."""
+        return configure_optimizers(self, weight_decay, learning_rate, betas, eps)
 
 
 def clip_loss(image_embeds, text_embeds, logit_scale):
