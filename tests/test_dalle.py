@@ -183,9 +183,10 @@ def test_rerank_orders_by_clip_cosine():
     images = make_shapes(6, seed=1, image_size=16).images
     text = "a small red circle at the top left"
     order, scores = rerank(clip, tok, images, text)
-    expected = embed_images(clip, images) @ embed_texts(clip, tok, [text])[0]
-    np.testing.assert_allclose(scores, expected, rtol=1e-5)
-    assert list(order) == list(np.argsort(-expected, kind="stable"))
+    expected = embed_images(clip, images).numpy() @ embed_texts(clip, tok, [text]).numpy()[0]
+    assert isinstance(order, tg.Tensor) and isinstance(scores, tg.Tensor)
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5)
+    assert order.tolist() == np.argsort(-expected, kind="stable").tolist()
 
 
 def test_multi_head_classifier_splits_losses_and_predicts_each_attribute():

@@ -120,11 +120,13 @@ class DALLE(nn.Module):
 # ---- reranking ------------------------------------------------------------------------------
 def rerank(clip_model, tokenizer, images, caption):
     """DALL·E's reranking: order images [N, 3, S, S] best first by the cosine that CLIP
-    gives between each image and the caption. Returns (order int [N], scores [N])."""
+    gives between each image and the caption. Returns (order, an int Tensor [N], and the
+    scores [N]), on the CPU."""
     from tinygen.models.clip import embed_images, embed_texts
 
-    scores = embed_images(clip_model, images) @ embed_texts(clip_model, tokenizer, [caption])[0]
-    return np.argsort(-scores, kind="stable"), scores
+    text_embed = embed_texts(clip_model, tokenizer, [caption]).numpy()[0]          # [D]
+    scores = embed_images(clip_model, images).numpy() @ text_embed                 # [N]
+    return Tensor(np.argsort(-scores, kind="stable")), Tensor(scores)
 
 
 

@@ -47,6 +47,7 @@ def batched_sequence_logprob(gpt, tokens, mask, prompt_len, batch_size=256):
     reference's, once before training (it never changes), or the policy's, to evaluate.
     tokens [B, T], mask [B, R] are NumPy arrays."""
     device = gpt.lm_head.weight.device
+    tokens, mask = as_tensor(tokens).numpy(), as_tensor(mask).numpy()
     out = []
     for i in range(0, len(tokens), batch_size):
         out.append(sequence_logprob(gpt, to_device(tokens[i:i + batch_size], device),
@@ -58,13 +59,15 @@ def dpo_batch_loss(policy_gpt, batch, prompt_len, beta):
     """The DPO loss of one minibatch of pairs: batch holds chosen/rejected tokens [B, T] and
     masks [B, R] and the reference's log-probabilities [B] of both. The chosen and rejected
     responses go through the policy together, as one batch of 2B."""
-    B = len(batch["chosen_tokens"])
-    tokens = np.concatenate([batch["chosen_tokens"], batch["rejected_tokens"]])
-    mask = np.concatenate([batch["chosen_mask"], batch["rejected_mask"]])
+    keys = ("chosen_tokens", "rejected_tokens", "chosen_mask", "rejected_mask",
+            "ref_chosen_logps", "ref_rejected_logps")
+    b = {k: as_tensor(batch[k]).numpy() for k in keys}              # Tensors or arrays
+    B = len(b["chosen_tokens"])
+    tokens = np.concatenate([b["chosen_tokens"], b["rejected_tokens"]])
+    mask = np.concatenate([b["chosen_mask"], b["rejected_mask"]])
     device = policy_gpt.lm_head.weight.device
     logps = sequence_logprob(policy_gpt, to_device(tokens, device), mask, prompt_len)  # [2B]
-    return dpo_loss(logps[:B], logps[B:], batch["ref_chosen_logps"],
-                    batch["ref_rejected_logps"], beta)
+    return dpo_loss(logps[:B], logps[B:], b["ref_chosen_logps"], b["ref_rejected_logps"], beta)
 
 
 def implicit_reward_accuracy(policy_gpt, pairs, prompt_len):

@@ -151,6 +151,8 @@ def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda
 
     done_{t+1} means step t ended its episode (CleanRL's convention, see RolloutStorage),
     so nothing flows back across an episode boundary."""
+    rewards, values, dones, next_value, next_done = (
+        as_tensor(x).numpy() for x in (rewards, values, dones, next_value, next_done))
     T = rewards.shape[0]
     advantages = np.zeros_like(rewards)
     lastgaelam = 0.0

@@ -34,13 +34,14 @@ from tinygen.rl.reward_model import copy_gpt, hidden_states
 def response_mask(response_ids, eos_id):
     """1.0 on the tokens of each response up to and including its first EOS, 0.0 on what a
     batched sampler generated after it. response_ids [B, R] -> [B, R] float32."""
-    is_eos = np.asarray(response_ids) == eos_id
+    is_eos = as_tensor(response_ids).numpy() == eos_id
     after_eos = (np.cumsum(is_eos, axis=1) - is_eos) > 0
     return (~after_eos).astype(np.float32)
 
 
 def last_index(mask, prompt_len):
     """Index in prompt + response of each row's last response token: [B, R] -> [B]."""
+    mask = as_tensor(mask).numpy()
     return prompt_len + mask.sum(axis=1).astype(np.int64) - 1
 
 
@@ -63,6 +64,7 @@ def pack(tokenizer, prompts, responses, response_len, pad_id=0):
 def sft_targets(tokens, mask, prompt_len):
     """Next-token targets [B, T - 1] for supervised fine-tuning on the responses only: the
     prompt positions (and padding) are -1, which GPT.forward's cross-entropy ignores."""
+    tokens, mask = as_tensor(tokens).numpy(), as_tensor(mask).numpy()
     targets = tokens[:, 1:].copy()
     targets[:, :prompt_len - 1] = -1
     targets[:, prompt_len - 1:][mask == 0] = -1
@@ -146,6 +148,8 @@ def kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, kl_coef):
     -kl_coef * (log π - log π_ref) on every response token, plus the reward model's score
     [B] on the last one. Also returns the per-token KL estimates [B, R] (zero on padding);
     their sum over a response is the sampled estimate of KL(π ‖ π_ref) for it."""
+    scores, logprobs, ref_logprobs, mask = (as_tensor(x).numpy() for x in
+                                            (scores, logprobs, ref_logprobs, mask))
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl
     last = mask.sum(axis=1).astype(np.int64) - 1
@@ -177,6 +181,7 @@ def token_gae(rewards, values, mask, gamma, gae_lambda):
     time-major [T, N] arrays and CleanRL's `dones` (dones[t] = 1 when step t starts a new
     episode): a response is an episode that ends after its last token, so every padding
     position counts as "done" and nothing flows back from it. [B, R] in, [B, R] out."""
+    rewards, values, mask = (as_tensor(x).numpy() for x in (rewards, values, mask))
     B = rewards.shape[0]
     dones = 1.0 - mask
     advantages, returns = ppo.compute_gae(
