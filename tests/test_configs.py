@@ -40,7 +40,7 @@ CASES = [
     (RLHFConfig, {"update_epochs": 0}, "update_epochs=0: must be > 0"),
     (RLHFConfig, {"kl_target": 0.0}, "kl_target=0.0: must be > 0"),
     (SortTask, {"max_len": 9}, "max_len=9: must be in [min_len=3, len(letters)=8]"),
-    (SortTask, {"p_correct": 0.7}, "p_lazy=0.4: p_correct + p_lazy must be <= 1"),
+    (SortTask, {"p_lazy": 1.5}, "p_lazy=1.5: must be in [0, 1]"),
 ]
 
 

@@ -59,10 +59,8 @@ class SortTask:
         if not self.min_len <= self.max_len <= len(self.letters):
             raise ValueError(f"max_len={self.max_len!r}: must be in [min_len={self.min_len}, "
                              f"len(letters)={len(self.letters)}] (the letters are distinct)")
+        # (p_correct + p_lazy may pass 1: the habit then takes what p_correct leaves)
         check_probability(self, "p_correct", "p_lazy", closed=True)
-        if self.p_correct + self.p_lazy > 1:
-            raise ValueError(f"p_lazy={self.p_lazy!r}: p_correct + p_lazy must be <= 1 "
-                             f"(p_correct={self.p_correct})")
 
     @property
     def prompt_len(self):
