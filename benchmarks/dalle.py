@@ -74,7 +74,7 @@ def workloads(lib, args, seed=0):
             [{"params": [p for p in prior_params if p.dim() >= 2], "weight_decay": 0.1},
              {"params": [p for p in prior_params if p.dim() < 2], "weight_decay": 0.0}],
             lr=1e-3, betas=(0.9, 0.95))
-        tokens = prior.layout(text, image_tokens)                      # [B, 74]
+        tokens = prior.layout(text, image_tokens).numpy()              # [B, 74]
         targets = tokens[:, 1:].copy()
         targets[:, :config.text_len - 1] = -1                          # as DALLE.forward
         inputs, targets = (torch.from_numpy(a).to(device) for a in (tokens[:, :-1], targets))

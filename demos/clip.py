@@ -176,14 +176,14 @@ def zero_shot_accuracy(data):
     image_embeds = embed_images(model, data.images)
     target = data.colour * len(SHAPES) + data.shape                   # index into `pairs`
     marginal = zero_shot_marginal(image_embeds, caption_embeds, caption_pair, len(pairs),
-                                  model.logit_scale.item()).argmax(axis=1)
-    ensemble = zero_shot_predict(image_embeds, class_embeds)
+                                  model.logit_scale.item()).numpy().argmax(axis=1)
+    ensemble = zero_shot_predict(image_embeds, class_embeds).numpy()
     return float((marginal == target).mean()), float((ensemble == target).mean())
 
 
 def caption_accuracy(data):
     """Share of images whose nearest caption (of all 300) is exactly their own."""
-    nearest = (embed_images(model, data.images) @ caption_embeds.T).argmax(axis=1)
+    nearest = (embed_images(model, data.images).numpy() @ caption_embeds.numpy().T).argmax(axis=1)
     return float(np.mean([captions[j] == c for j, c in zip(nearest, data.captions)]))
 
 

@@ -307,7 +307,7 @@ def judge_drawings(images, prompt_attrs):
     """Per image, whether the judge reads colour, shape and position as asked [P, N], and
     whether it also reads the size as asked [P, N]."""
     P, N = images.shape[:2]
-    read = predict(judge, images.reshape(P * N, *images.shape[2:])).reshape(P, N, 4)
+    read = predict(judge, images.reshape(P * N, *images.shape[2:])).numpy().reshape(P, N, 4)
     asked = np.asarray(prompt_attrs)[:, None, :]                       # [P, 1, 4]
     right = read == asked
     return right[..., :3].all(axis=-1), right.all(axis=-1)
@@ -317,7 +317,7 @@ t0 = time.time()
 heldout_attrs = prompts_for(HELDOUT_COMBOS)
 heldout_images, heldout_texts = draw(heldout_attrs)
 right, right_with_size = judge_drawings(heldout_images, heldout_attrs)
-orders = [rerank(clip_model, tokenizer, imgs, text)[0]
+orders = [rerank(clip_model, tokenizer, imgs, text)[0].numpy()
           for imgs, text in zip(heldout_images, heldout_texts)]
 best = np.array([right[p, order[0]] for p, order in enumerate(orders)])
 seen_attrs = [prompts_for(SEEN_COMBOS)[i] for i in np.random.default_rng(cfg.seed).choice(

@@ -28,11 +28,18 @@ import numpy as np
 import tinygen as tg
 from tinygen.cli import parse_config
 from tinygen.rl.cartpole import CartPole
-from tinygen.rl.ppo import Agent, RolloutStorage, collect_rollout, compute_gae, ppo_update
+from tinygen.rl.ppo import (
+    Agent,
+    PPOConfig,
+    RolloutStorage,
+    collect_rollout,
+    compute_gae,
+    ppo_update,
+)
 
 
 @dataclass
-class Args:
+class Args(PPOConfig):  # the update's fields (clip_coef, ent_coef, ...) come from PPOConfig
     seed: int = 1
     total_timesteps: int = 500_000  # environment steps, over all environments
     learning_rate: float = 2.5e-4
@@ -41,15 +48,6 @@ class Args:
     anneal_lr: bool = True          # learning rate falls linearly to 0 over the run
     gamma: float = 0.99             # discount
     gae_lambda: float = 0.95        # λ of generalised advantage estimation
-    num_minibatches: int = 4
-    update_epochs: int = 4          # passes over each rollout
-    norm_adv: bool = True           # normalise advantages per minibatch
-    clip_coef: float = 0.2          # ε: the policy ratio is clipped to [1 - ε, 1 + ε]
-    clip_vloss: bool = True         # clip the value loss too
-    ent_coef: float = 0.01          # weight of the entropy bonus
-    vf_coef: float = 0.5            # weight of the value loss
-    max_grad_norm: float = 0.5      # global gradient-norm clipping
-    target_kl: float = 0.0          # stop an update's epochs past this approx_kl (0: never)
     adam_eps: float = 1e-5
     log_interval: int = 20          # iterations between log lines
     out_dir: str = "out/ppo_cartpole"

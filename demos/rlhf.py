@@ -45,6 +45,7 @@ from tinygen.rl.reward_model import RewardModel, bradley_terry_loss, copy_gpt, p
 from tinygen.rl.rlhf import (
     AdaptiveKLController,
     PolicyWithValue,
+    RLHFConfig,
     kl_penalized_rewards,
     last_index,
     pack,
@@ -59,7 +60,7 @@ from tinygen.rl.task import EOS, SortTask, answer_of, head_to_head
 
 
 @dataclass
-class Args:
+class Args(RLHFConfig):  # 4. PPO's fields (batch_size, clip_coef, kl_target, ...) from RLHFConfig
     seed: int = 1
     out_dir: str = "out/rlhf"
     device: str = "cpu"
@@ -85,23 +86,8 @@ class Args:
     rm_iters: int = 800
     rm_batch_size: int = 64
     rm_lr: float = 3e-4
-    # 4. PPO (tinygen.rl.rlhf.RLHFConfig; ppo_update reads these fields)
+    # 4. PPO: the fields of tinygen.rl.rlhf.RLHFConfig, and
     ppo_iters: int = 200            # rollouts
-    batch_size: int = 128           # responses per rollout
-    learning_rate: float = 3e-4
-    anneal_lr: bool = True          # the learning rate falls linearly to 0 over the run
-    update_epochs: int = 4
-    num_minibatches: int = 4
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
-    vf_clip_coef: float = 0.2
-    vf_coef: float = 0.1
-    ent_coef: float = 0.0
-    max_grad_norm: float = 1.0
-    init_kl_coef: float = 0.1       # kl_coef of the first rollout
-    kl_target: float = 1.5          # the controller's target KL(π ‖ π_ref), nats per response
-    kl_horizon: int = 2000          # the controller's horizon, in responses
     # 5. DPO
     dpo_beta: float = 1.0           # β: strength of the implicit KL constraint
     dpo_iters: int = 400

@@ -160,7 +160,7 @@ def test_evaluation_helpers_on_known_embeddings():
     # captions 0, 1 belong to class 0 and caption 2 to class 1: an image halfway between
     # captions 0 and 1 still gets class 0 with almost all the probability
     between = np.array([[0.7, 0.7, 0.1]], np.float32)
-    probs = zero_shot_marginal(between, eye, np.array([0, 0, 1]), 2, math.log(100))
+    probs = zero_shot_marginal(between, eye, np.array([0, 0, 1]), 2, math.log(100)).numpy()
     assert probs.shape == (1, 2) and probs.sum() == pytest.approx(1.0, rel=1e-5)
     assert probs[0, 0] > 0.99
     top = caption_by_retrieval(eye[:1], eye, ["a", "b", "c"], math.log(100), k=2)

@@ -37,7 +37,7 @@ def test_nearest_is_the_brute_force_argmin():
     vq.codebook.weight.data[...] = rng.normal(size=(7, 3))
     z = rng.normal(size=(50, 3)).astype(np.float32)
     dist = ((z[:, None, :] - vq.codebook.weight.data[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(vq.nearest(z), dist.argmin(1))
+    np.testing.assert_array_equal(vq.nearest(z).numpy(), dist.argmin(1))
 
 
 def test_straight_through_passes_the_decoder_gradient_to_the_encoder_unchanged():
@@ -45,6 +45,7 @@ def test_straight_through_passes_the_decoder_gradient_to_the_encoder_unchanged()
     vq = VectorQuantizer(n_codes=5, code_dim=4, beta=0.25)
     z_e = tg.tensor(rng.normal(size=(2, 4, 3, 3)), requires_grad=True)
     z_st, codes, _ = vq(z_e)
+    codes = codes.numpy()
     # forward: z_st holds the chosen codes
     chosen = vq.codebook.weight.data[codes.reshape(-1)].reshape(2, 3, 3, 4).transpose(0, 3, 1, 2)
     np.testing.assert_allclose(z_st.data, chosen, rtol=1e-6)
@@ -62,6 +63,7 @@ def test_codebook_and_commitment_losses_move_the_right_things():
     # build z_e [1, D=2, h=2, w=2] whose cells are the rows of z
     z_e = tg.tensor(z.reshape(1, 2, 2, 2).transpose(0, 3, 1, 2).copy(), requires_grad=True)
     _, codes, loss = vq(z_e)
+    codes = codes.numpy()
     np.testing.assert_array_equal(codes.reshape(-1), [0, 0, 1, 1])
     # codebook loss mean((e - sg z)^2) + beta * mean((z - sg e)^2), over 4 x 2 numbers
     e = vq.codebook.weight.data[codes.reshape(-1)]
@@ -129,7 +131,7 @@ def test_layout_is_text_then_image_tokens_after_the_text_vocabulary():
     prior = tiny_prior(tok)
     ids, _ = tok.encode_batch(["a small red circle at the top left"])
     codes = np.array([[0, 1, 2, 11, 5, 3]])
-    seq = prior.layout(ids, codes)
+    seq = prior.layout(ids, codes).numpy()
     assert seq.shape == (1, 16)
     np.testing.assert_array_equal(seq[0, :10], ids[0])
     np.testing.assert_array_equal(seq[0, 10:], codes[0] + tok.vocab_size)
@@ -144,7 +146,7 @@ def test_the_loss_is_the_cross_entropy_of_the_image_tokens_only():
     captions = ["a large blue ring in the centre", "a small red cross at the top right"]
     ids, _ = tok.encode_batch(captions)
     codes = np.array([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
-    seq = prior.layout(ids, codes)
+    seq = prior.layout(ids, codes).numpy()
     logits, _ = prior.gpt(seq[:, :-1], seq[:, 1:])
     # positions 9..14 predict the 6 image tokens; text positions are not scored
     image_logits = logits[:, 9:, :].reshape(12, -1)
@@ -157,13 +159,13 @@ def test_generate_draws_image_codes_only_and_is_repeatable():
     prior = tiny_prior(tok)
     ids, _ = tok.encode_batch(["a small red circle at the top left"] * 5)
     tg.manual_seed(3)
-    a = prior.generate(ids, temperature=1.0, top_k=4)
+    a = prior.generate(ids, temperature=1.0, top_k=4).numpy()
     tg.manual_seed(3)
-    b = prior.generate(ids, temperature=1.0, top_k=4)
+    b = prior.generate(ids, temperature=1.0, top_k=4).numpy()
     assert a.shape == (5, 6) and a.min() >= 0 and a.max() < 12
     np.testing.assert_array_equal(a, b)
     # greedy drawing equals stepwise argmax over image codes of the full recomputation
-    greedy = prior.generate(ids[:1], temperature=0)
+    greedy = prior.generate(ids[:1], temperature=0).numpy()
     seq = ids[:1]
     for _ in range(6):
         logits, _ = prior.gpt(seq)
@@ -181,9 +183,10 @@ def test_rerank_orders_by_clip_cosine():
     images = make_shapes(6, seed=1, image_size=16).images
     text = "a small red circle at the top left"
     order, scores = rerank(clip, tok, images, text)
-    expected = embed_images(clip, images) @ embed_texts(clip, tok, [text])[0]
-    np.testing.assert_allclose(scores, expected, rtol=1e-5)
-    assert list(order) == list(np.argsort(-expected, kind="stable"))
+    expected = embed_images(clip, images).numpy() @ embed_texts(clip, tok, [text]).numpy()[0]
+    assert isinstance(order, tg.Tensor) and isinstance(scores, tg.Tensor)
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5)
+    assert order.tolist() == np.argsort(-expected, kind="stable").tolist()
 
 
 def test_multi_head_classifier_splits_losses_and_predicts_each_attribute():

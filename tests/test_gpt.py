@@ -146,7 +146,7 @@ def test_sample_respects_top_k_top_p_and_temperature():
     assert set(sample(logits, top_p=0.7).tolist()) == {0, 1}  # 0.5 < 0.7 <= 0.8
     assert set(sample(logits, top_p=0.5).tolist()) == {0}
     assert set(sample(logits, temperature=0).tolist()) == {0}
-    counts = np.bincount(sample(logits), minlength=4) / 2000
+    counts = np.bincount(sample(logits).numpy(), minlength=4) / 2000
     np.testing.assert_allclose(counts, [0.5, 0.3, 0.15, 0.05], atol=0.04)
 
 
@@ -204,3 +204,117 @@ def test_demo_smoke_trains_resumes_and_samples(tmp_path):
     assert "resumed from" in stdout and "at step 20" in stdout
     stdout = _demo(tmp_path, "--sample", "--prompt", "def ")
     assert "tokens/s sampled" in stdout
+
+
+def test_same_loss_and_gradients_as_pytorch():
+    """GPT against its PyTorch twin (benchmarks/torch_gpt.py, nanoGPT's structure): the same
+    weights give the same loss and the same gradient for every parameter, ignored targets
+    (-1) and the tied embedding included."""
+    from conftest import assert_same_loss_and_grads, torch_from, torch_twin
+
+    tg.manual_seed(0)
+    model = GPT(tiny())
+    twin = torch_twin("torch_gpt", "TorchGPT", model, vocab_size=11, n_layer=2, n_head=2,
+                      n_embd=16, block_size=8)
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 11, size=(3, 8))
+    targets = rng.integers(0, 11, size=(3, 8))
+    targets[0, :3] = -1                                     # positions with no loss
+    _, loss = model(tg.tensor(idx), tg.tensor(targets))
+    loss.backward()
+    _, loss_t = twin(torch_from(idx), torch_from(targets))
+    loss_t.backward()
+    assert_same_loss_and_grads(model, loss, twin, loss_t)
+
+
+def test_generate_returns_a_tensor_on_the_model_device():
+    tg.manual_seed(0)
+    model = GPT(tiny())
+    out = model.generate([[1, 2, 3]], 4, temperature=0)
+    assert isinstance(out, tg.Tensor) and out.dtype == np.int64 and out.shape == (1, 7)
+    assert out.device == model.lm_head.weight.device
+    np.testing.assert_array_equal(out.numpy()[:, :3], [[1, 2, 3]])
+
+
+def test_logits_processor_sees_ids_and_logits_and_steers_the_sampler():
+    from tinygen.models.sampling import MinP, RepetitionPenalty
+
+    tg.manual_seed(0)
+    model = GPT(tiny())
+    seen = []
+
+    def ban_seven(ids, logits):  # Hugging Face's (input_ids, scores) -> scores
+        seen.append((ids.shape, logits.shape))
+        assert isinstance(ids, tg.Tensor) and isinstance(logits, tg.Tensor)
+        data = logits.numpy().copy()
+        data[:, 7] = -np.inf
+        return tg.tensor(data)
+
+    prompt = tg.tensor([[1, 2], [3, 4]])
+    out = model.generate(prompt, 6, temperature=1.0, logits_processor=ban_seven)
+    assert 7 not in out.numpy()[:, 2:]
+    assert seen[0] == ((2, 2), (2, 11)) and seen[-1] == ((2, 7), (2, 11))
+    # a list runs in order; the identity processor gives the same tokens as none
+    tg.manual_seed(5)
+    plain = model.generate(prompt, 6).numpy()
+    tg.manual_seed(5)
+    same = model.generate(prompt, 6, logits_processor=[RepetitionPenalty(1.0), MinP(0.0)])
+    np.testing.assert_array_equal(same.numpy(), plain)
+
+
+def test_repetition_penalty_moves_seen_logits_down_only():
+    from tinygen.models.sampling import RepetitionPenalty
+
+    logits = tg.tensor([[2.0, -1.0, 0.5, 3.0]])
+    ids = tg.tensor([[0, 1, 1]])                            # token 1 twice: penalised once
+    out = RepetitionPenalty(2.0)(ids, logits).numpy()
+    np.testing.assert_allclose(out, [[1.0, -2.0, 0.5, 3.0]])
+    with pytest.raises(ValueError, match="penalty=0"):
+        RepetitionPenalty(0)
+
+
+def test_greedy_with_repetition_penalty_avoids_repeating():
+    from tinygen.models.sampling import RepetitionPenalty
+
+    tg.manual_seed(0)
+    model = GPT(tiny(block_size=16))
+    out = model.generate([[1]], 10, temperature=0,
+                         logits_processor=RepetitionPenalty(1e6)).numpy()[0]
+    assert len(set(out.tolist())) == len(out)               # 11 ids, all different
+
+
+def test_min_p_keeps_tokens_within_a_factor_of_the_top():
+    from tinygen.models.sampling import MinP
+
+    probs = np.array([[0.5, 0.3, 0.15, 0.05]] * 2000)
+    out = MinP(0.25)(None, tg.tensor(np.log(probs))).numpy()
+    assert np.isfinite(out[0]).tolist() == [True, True, True, False]  # 0.05 < 0.25 * 0.5
+    tg.manual_seed(0)
+    assert set(sample(out).tolist()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="min_p=1.5"):
+        MinP(1.5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n_layer", 0, "n_layer=0: must be > 0"),
+    ("n_head", 5, "n_embd=16: must be divisible by n_head=5"),
+    ("dropout", 1.0, "dropout=1.0: must be in [0, 1)"),
+    ("block_size", -3, "block_size=-3: must be > 0"),
+])
+def test_config_rejects_bad_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        tiny(**{field: value})
+
+
+def test_gpt_and_clip_share_one_configure_optimizers():
+    from tinygen.models.clip import CLIP, CLIPConfig
+    from tinygen.optim.groups import decay_groups
+
+    tg.manual_seed(0)
+    for model in (GPT(tiny()), CLIP(CLIPConfig(text_layers=1, vision_layers=1))):
+        decay, no_decay = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95)).param_groups
+        groups = decay_groups(model.parameters(), 0.1)
+        assert [id(p) for p in decay["params"]] == [id(p) for p in groups[0]["params"]]
+        assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.1
+        assert all(p.ndim < 2 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+        assert len(decay["params"]) + len(no_decay["params"]) == len(model.parameters())

@@ -247,3 +247,23 @@ def test_demo_smoke(tmp_path):
         assert key in summary
     assert 0.0 <= summary["ppo_win_rate"] <= 1.0
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == summary
+
+
+def test_rlhf_helpers_take_tensors_as_well_as_arrays():
+    from tinygen.rl.rlhf import kl_penalized_rewards, last_index, response_mask, token_gae
+
+    ids = np.array([[3, 1, 4, 1], [1, 5, 9, 2]])
+    mask = response_mask(ids, eos_id=1)
+    np.testing.assert_array_equal(response_mask(tg.tensor(ids), 1), mask)
+    np.testing.assert_array_equal(last_index(tg.tensor(mask), 2), last_index(mask, 2))
+    rng = np.random.default_rng(0)
+    lp, ref_lp = (rng.normal(size=(2, 4)).astype(np.float32) for _ in range(2))
+    scores = np.array([1.0, -1.0], np.float32)
+    want = kl_penalized_rewards(scores, lp, ref_lp, mask, 0.1)
+    got = kl_penalized_rewards(*(tg.tensor(x) for x in (scores, lp, ref_lp, mask)), 0.1)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    values = rng.normal(size=(2, 4)).astype(np.float32)
+    for g, w in zip(token_gae(tg.tensor(want[0]), tg.tensor(values), tg.tensor(mask), 1.0, 0.95),
+                    token_gae(want[0], values, mask, 1.0, 0.95)):
+        np.testing.assert_array_equal(g, w)

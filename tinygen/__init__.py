@@ -4,6 +4,7 @@ from tinygen.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from tinygen.backend import cuda_available, tune_allocator
 from tinygen.creation import (
     arange,
+    as_tensor,
     bool_,
     float16,
     float32,
@@ -28,7 +29,7 @@ from tinygen.tensor import Tensor, cat, stack, where
 tune_allocator()  # reuse freed buffers instead of page-faulting them back in each step
 
 __all__ = [
-    "CheckpointError", "Function", "Tensor", "arange", "bool_", "cat", "cuda_available", "enable_grad",
+    "CheckpointError", "Function", "Tensor", "arange", "as_tensor", "bool_", "cat", "cuda_available", "enable_grad",
     "float16", "float32", "float64", "full", "get_rng_state", "gradcheck", "int32", "int64",
     "is_grad_enabled", "load", "manual_seed", "no_grad", "ones", "ones_like", "rand", "randint",
     "randn", "save", "set_rng_state", "stack", "tensor", "where", "zeros", "zeros_like"]

@@ -19,6 +19,31 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False):
     return t
 
 
+def as_tensor(x, like=None, dtype=None, device=None):
+    """x (a Tensor, array, list or number) as a Tensor, copying only when it must, as
+    torch.as_tensor: a Tensor or array already of the asked dtype and device is used as it
+    is (the Tensor itself, or a Tensor sharing the array's memory). `like=t` takes t's
+    device and, for floating-point x, t's float dtype (so a float64 NumPy constant does not
+    turn float32 math into float64); explicit dtype and device win over like's. Integer
+    and boolean x keep their dtype (token ids stay int64)."""
+    if like is not None:
+        device = like.device if device is None else device
+        floating = np.issubdtype(like.dtype, np.floating)
+        if dtype is None and floating and _is_float(x):
+            dtype = like.dtype
+    if isinstance(x, Tensor):
+        if (dtype is None or x.dtype == dtype) and (device is None or x.device == device):
+            return x
+        return x.to(device=device, dtype=dtype)
+    return Tensor(x, dtype=dtype, device=device)
+
+
+def _is_float(x):
+    if hasattr(x, "dtype"):
+        return np.issubdtype(x.dtype, np.floating)
+    return np.issubdtype(np.asarray(x).dtype, np.floating)
+
+
 def _shape(shape):
     return tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
 

@@ -7,7 +7,7 @@ that covers the data makes sure-looking samples of every class. `score_generated
 both: the share of confident samples and how many classes they land in.
 
     clf = load_or_train_classifier("out/classifier.safetensors", x_train, y_train, ...)
-    score_generated(clf, images)  # {'confident_frac': 0.83, 'classes_covered': 10, ...}
+    score_generated(clf, images)  # {'confident_frac': ..., 'classes_covered': ..., ...}
 
 Shapes: B batch, images [B, 1, 28, 28] with values in [0, 1] (what `to_float` gives).
 """
@@ -20,6 +20,7 @@ import numpy as np
 from tinygen import nn, optim
 from tinygen.autograd import no_grad
 from tinygen.backend import to_numpy
+from tinygen.creation import as_tensor
 from tinygen.data.images import iterate_minibatches
 from tinygen.nn import functional as F
 from tinygen.random import manual_seed
@@ -72,31 +73,31 @@ class ConvClassifier(nn.Module):
 
 @no_grad()
 def predict_proba(classifier, images, batch_size=500):
-    """Class probabilities, NumPy [N, K], of images [N, C, S, S] in [0, 1] (array or Tensor);
-    for a classifier with several heads, a list with one [N, K_h] array per head."""
-    images = images.data if isinstance(images, Tensor) else images
+    """Class probabilities [N, K] (a Tensor on the CPU) of images [N, C, S, S] in [0, 1];
+    for a classifier with several heads, a list with one [N, K_h] Tensor per head."""
+    images = as_tensor(images).data
     was_training = classifier.training
     classifier.eval()
     logits = [classifier(Tensor(images[i:i + batch_size]))
               for i in range(0, len(images), batch_size)]
     classifier.train(was_training)
     per_batch = [classifier.split_heads(lg) for lg in logits]          # batches x heads
-    heads = [np.concatenate([to_numpy(h.softmax(-1).data) for h in per_head])
+    heads = [Tensor(np.concatenate([to_numpy(h.softmax(-1).data) for h in per_head]))
              for per_head in zip(*per_batch)]
     return heads[0] if len(heads) == 1 else heads
 
 
 def predict(classifier, images):
-    """The most likely class, int [N] (one head) or [N, heads]."""
+    """The most likely class, an int Tensor [N] (one head) or [N, heads]."""
     probs = predict_proba(classifier, images)
     if isinstance(probs, list):
-        return np.stack([p.argmax(-1) for p in probs], axis=1)
-    return probs.argmax(-1)
+        return Tensor(np.stack([p.numpy().argmax(-1) for p in probs], axis=1))
+    return Tensor(probs.numpy().argmax(-1))
 
 
 def accuracy(classifier, images, labels):
     """Share of images whose most likely class is the label (every head right, with heads)."""
-    right = predict(classifier, images) == np.asarray(labels)
+    right = predict(classifier, images).numpy() == as_tensor(labels).numpy()
     return float(right.reshape(len(right), -1).all(axis=1).mean())
 
 
@@ -170,7 +171,7 @@ def score_probabilities(probs, threshold=CONFIDENCE, min_count=MIN_COUNT):
       (10 by default, 0.5% of the 2,000 samples the demo scores, so that one lucky image
       does not count as covering a class; min_count=1 is the lenient rule of the 2-D toys).
     """
-    probs = np.asarray(probs)
+    probs = as_tensor(probs).numpy()
     top = probs.max(axis=-1)                          # [N]
     confident = top >= threshold                      # [N]
     counts = np.bincount(probs.argmax(axis=-1)[confident], minlength=probs.shape[-1])  # [K]

@@ -1,12 +1,8 @@
 """A DALL·E-style text-to-image model (Ramesh et al. 2021, "Zero-Shot Text-to-Image
 Generation"), in two stages, small enough to train on a laptop CPU.
 
-Stage 1, a discrete image tokenizer: a VQ-VAE (van den Oord et al. 2017, "Neural Discrete
-Representation Learning"). A conv encoder turns a 32x32 image into an 8x8 grid of vectors;
-each vector is replaced by its nearest entry of a learned codebook, and a conv decoder draws
-the image back from those entries. The image is now 64 integers ("image tokens").
-(DALL·E itself uses a dVAE with a Gumbel-softmax relaxation; the VQ-VAE is its simpler
-ancestor with the same interface: image <-> grid of code ids.)
+Stage 1, a discrete image tokenizer: the VQ-VAE of tinygen.models.vqvae turns a 32x32
+image into an 8x8 grid of codebook ids, 64 integers ("image tokens"), and back.
 
 Stage 2, a prior over tokens: the GPT of tinygen.models.gpt, reading one sequence of text
 tokens followed by image tokens,
@@ -19,195 +15,28 @@ caption: feed the caption, sample 64 image tokens one at a time (temperature, to
 decode them with the VQ-VAE. DALL·E then draws N images and keeps those that CLIP rates as
 the best match to the caption (reranking, section 2.5 of the paper): `rerank` below.
 
-Read in order: the vector quantizer (the straight-through estimator, the codebook and
-commitment losses, and the two remedies for codebook collapse), the VQ-VAE, the prior, and
-reranking. Shapes: B batch, D code_dim, h x w the token grid, K n_codes, T tokens.
+Read in order: the prior and reranking (the VQ-VAE is in models/vqvae.py).
+Shapes: B batch, h x w the token grid, K n_codes, T tokens.
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, index_add, to_device, to_numpy
+from tinygen.backend import get_array_module
+from tinygen.checks import check_divisible, check_positive, check_probability
+from tinygen.creation import as_tensor
 from tinygen.models.gpt import GPT, GPTConfig, sample
-from tinygen.nn import functional as F
+from tinygen.models.vqvae import (  # noqa: F401  (stage 1, importable from here as before)
+    VQVAE,
+    VectorQuantizer,
+    VQVAEConfig,
+    codebook_usage,
+    perplexity,
+)
 from tinygen.tensor import Tensor
-
-
-# ---- stage 1: vector quantization -----------------------------------------------------------
-class VectorQuantizer(nn.Module):
-    """Replace each D-vector of z_e [B, D, h, w] by its nearest of K codebook vectors.
-
-    Rounding to the nearest code has no gradient, so the paper trains the three parts with
-    three terms (its eq. 3), all returned by forward:
-      - straight-through: the decoder gets z_q, but in the backward pass the encoder gets
-        the decoder's gradient as if z_q were z_e:  z_st = z_e + (z_q - z_e).detach();
-      - codebook loss ||sg[z_e] - e||^2 moves each chosen code towards the encoder outputs
-        it was picked for (k-means in the limit);
-      - commitment loss beta * ||z_e - sg[e]||^2 keeps the encoder near the codes it picks,
-        so its outputs do not drift away from the codebook.
-    (sg = stop-gradient = .detach(); the squared norms are averaged, as in mse_loss.)
-
-    Codebook collapse: codes that no encoder output is ever nearest to get no gradient and
-    stay unused forever. Two remedies, both here: `init_from` starts the codebook with
-    k-means on real encoder outputs (so every code starts where the data is), and
-    `restart_dead_codes` moves codes that went unused for a while onto random encoder outputs
-    of the current batch (the "random restarts" of Dhariwal et al. 2020, Jukebox).
-    """
-
-    def __init__(self, n_codes, code_dim, beta=0.25):
-        self.codebook = nn.Embedding(n_codes, code_dim)  # weight [K, D]
-        nn.init.uniform_(self.codebook.weight, -1.0 / n_codes, 1.0 / n_codes)
-        self.n_codes, self.code_dim, self.beta = n_codes, code_dim, beta
-        self.counts = np.zeros(n_codes, np.int64)  # uses since the last restart check
-
-    def nearest(self, flat):
-        """Index of the nearest code for each row of flat [N, D] (an array): int [N].
-        ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, and ||z||^2 is the same for every code."""
-        e = self.codebook.weight.data                                  # [K, D]
-        dist = -2.0 * flat @ e.T + (e * e).sum(axis=1)                 # [N, K]
-        return dist.argmin(axis=1)
-
-    def forward(self, z_e):
-        """z_e [B, D, h, w] -> (z_st [B, D, h, w], codes int [B, h, w], vq_loss scalar)."""
-        B, D, h, w = z_e.shape
-        flat = z_e.permute(0, 2, 3, 1).reshape(B * h * w, D)           # [N, D], one per cell
-        codes = self.nearest(flat.data)                                # [N]
-        if self.training:
-            xp = get_array_module(codes)
-            self.counts += to_numpy(xp.bincount(codes, minlength=self.n_codes))
-        z_q = self.codebook(codes)                                     # [N, D], grads to codes
-        codebook_loss = F.mse_loss(z_q, flat.detach())
-        commitment_loss = F.mse_loss(flat, z_q.detach())
-        z_st = flat + (z_q - flat).detach()                            # straight-through
-        z_st = z_st.reshape(B, h, w, D).permute(0, 3, 1, 2)
-        return z_st, codes.reshape(B, h, w), codebook_loss + self.beta * commitment_loss
-
-    def lookup(self, codes):
-        """codes int [B, h, w] -> the code vectors z_q [B, D, h, w] (for decoding tokens)."""
-        B, h, w = codes.shape
-        z_q = self.codebook(codes.reshape(-1))                         # [B*h*w, D]
-        return z_q.reshape(B, h, w, self.code_dim).permute(0, 3, 1, 2)
-
-    @no_grad()
-    def init_from(self, flat, iters=10, seed=0):
-        """k-means initialisation: the codebook becomes the K centroids of Lloyd's algorithm
-        on encoder outputs flat [N, D] (an array, N >= K), seeded by k-means++ (Arthur &
-        Vassilvitskii 2007: each next seed is a row drawn with probability proportional to
-        its squared distance from the seeds so far, so clusters are rarely seeded twice)."""
-        xp = get_array_module(flat)
-        rng = np.random.default_rng(seed)
-        seeds = [int(rng.integers(len(flat)))]
-        d2 = ((flat - flat[seeds[0]]) ** 2).sum(axis=1)                # [N]
-        for _ in range(self.n_codes - 1):
-            p = to_numpy(d2).astype(np.float64)
-            seeds.append(int(rng.choice(len(flat), p=p / p.sum())) if p.sum() > 0
-                         else int(rng.integers(len(flat))))
-            d2 = xp.minimum(d2, ((flat - flat[seeds[-1]]) ** 2).sum(axis=1))
-        centroids = flat[to_device(np.array(seeds), self.codebook.weight.device)].copy()
-        for _ in range(iters):
-            self.codebook.weight.data[...] = centroids
-            assign = self.nearest(flat)
-            sums = index_add(xp.zeros_like(centroids), assign, flat)
-            n = xp.bincount(assign, minlength=self.n_codes)[:, None]
-            # an empty cluster keeps its old centroid
-            centroids = xp.where(n > 0, sums / xp.maximum(n, 1), centroids)
-        self.codebook.weight.data[...] = centroids
-
-    @no_grad()
-    def restart_dead_codes(self, flat, seed=None):
-        """Move every code unused since the last call onto a random row of flat [N, D] (this
-        batch's encoder outputs, an array); reset the counts. Returns how many moved."""
-        dead = np.flatnonzero(self.counts == 0)
-        if len(dead):
-            rng = np.random.default_rng(seed)
-            rows = to_device(rng.choice(len(flat), len(dead), replace=len(dead) > len(flat)),
-                             self.codebook.weight.device)
-            self.codebook.weight.data[to_device(dead, self.codebook.weight.device)] = flat[rows]
-        self.counts[:] = 0
-        return len(dead)
-
-
-@dataclass
-class VQVAEConfig:
-    image_size: int = 32     # square RGB images [B, 3, S, S] in [0, 1]
-    in_channels: int = 3
-    hidden: int = 64         # channels of the conv layers
-    n_codes: int = 128       # K: the codebook size, i.e. the image-token vocabulary
-    code_dim: int = 32       # D: length of each code vector
-    beta: float = 0.25       # weight of the commitment loss (the paper's value)
-
-
-class VQVAE(nn.Module):
-    """Encoder and decoder mirror each other; two stride-2 convolutions make the token grid
-    4x smaller than the image on each side (32x32 -> 8x8 = 64 tokens):
-
-        encoder  [B, 3, 32, 32] -4x4/2-> [B, hidden, 16, 16] -4x4/2-> [B, hidden, 8, 8]
-                 -3x3-> [B, hidden, 8, 8] -1x1-> z_e [B, D, 8, 8]        (ReLU between)
-        quantize z_e -> nearest codes -> z_q [B, D, 8, 8]
-        decoder  z_q -3x3-> [B, hidden, 8, 8] -4x4/2 transposed-> [B, hidden, 16, 16]
-                 -4x4/2 transposed-> [B, 3, 32, 32] pixels
-
-    A token sees a 4x4-pixel cell (plus context from the 3x3 layers): a piece of one edge
-    of one colour, so a shape never seen in some colour can still be drawn from its parts.
-    The reconstruction loss is the mean squared error of the pixels.
-    """
-
-    def __init__(self, config=None):
-        self.config = c = config or VQVAEConfig()
-        if c.image_size % 4:
-            raise ValueError(f"VQVAE: image_size must be a multiple of 4, got {c.image_size}")
-        self.grid = c.image_size // 4                                  # h = w = 8
-        self.enc1 = nn.Conv2d(c.in_channels, c.hidden, 4, stride=2, padding=1)
-        self.enc2 = nn.Conv2d(c.hidden, c.hidden, 4, stride=2, padding=1)
-        self.enc3 = nn.Conv2d(c.hidden, c.hidden, 3, padding=1)
-        self.enc4 = nn.Conv2d(c.hidden, c.code_dim, 1)
-        self.quantizer = VectorQuantizer(c.n_codes, c.code_dim, c.beta)
-        self.dec1 = nn.Conv2d(c.code_dim, c.hidden, 3, padding=1)
-        self.dec2 = nn.ConvTranspose2d(c.hidden, c.hidden, 4, stride=2, padding=1)
-        self.dec3 = nn.ConvTranspose2d(c.hidden, c.in_channels, 4, stride=2, padding=1)
-
-    def encode(self, x):
-        """images [B, 3, S, S] -> z_e [B, D, S/4, S/4], before quantization."""
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        x = x.to(self.enc1.weight.device)
-        h = F.relu(self.enc2(F.relu(self.enc1(x))))
-        return self.enc4(F.relu(self.enc3(h)))
-
-    def decode(self, z_q):
-        """code vectors [B, D, h, w] -> images [B, 3, S, S]."""
-        return self.dec3(F.relu(self.dec2(F.relu(self.dec1(z_q)))))
-
-    def forward(self, x):
-        """images [B, 3, S, S] -> (reconstructions, codes int [B, h, w], loss): loss is the
-        reconstruction MSE plus the quantizer's codebook and commitment terms."""
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        z_st, codes, vq_loss = self.quantizer(self.encode(x))
-        recon = self.decode(z_st)
-        return recon, codes, F.mse_loss(recon, x.to(recon.device)) + vq_loss
-
-    @no_grad()
-    def tokenize(self, images, batch_size=500):
-        """images [N, 3, S, S] -> image tokens int [N, h * w] in raster order (an array on
-        the model's device)."""
-        xp = get_array_module(self.enc1.weight.data)
-        out = []
-        for i in range(0, len(images), batch_size):
-            z_e = self.encode(images[i:i + batch_size])
-            B, D, h, w = z_e.shape
-            flat = z_e.permute(0, 2, 3, 1).reshape(B * h * w, D).data
-            out.append(self.quantizer.nearest(flat).reshape(B, h * w))
-        return xp.concatenate(out)
-
-    @no_grad()
-    def detokenize(self, tokens):
-        """image tokens int [N, h * w] -> images [N, 3, S, S] in [0, 1] (a Tensor)."""
-        tokens = to_device(to_numpy(tokens), self.enc1.weight.device)
-        z_q = self.quantizer.lookup(tokens.reshape(len(tokens), self.grid, self.grid))
-        return self.decode(z_q).clip(0.0, 1.0)
 
 
 # ---- stage 2: the prior, a GPT over text then image tokens ----------------------------------
@@ -222,6 +51,12 @@ class DALLEConfig:
     n_embd: int = 128
     dropout: float = 0.0
 
+    def __post_init__(self):
+        check_positive(self, "text_vocab", "text_len", "n_codes", "image_tokens", "n_layer",
+                       "n_head", "n_embd")
+        check_divisible(self, "n_embd", "n_head")
+        check_probability(self, "dropout")
+
 
 class DALLE(nn.Module):
     """The GPT over one shared vocabulary: word ids first, then image code c as id
@@ -235,22 +70,25 @@ class DALLE(nn.Module):
 
     def layout(self, text_ids, image_tokens):
         """The training sequence: text ids [B, text_len] then image tokens [B, image_tokens]
-        shifted past the text vocabulary -> int [B, text_len + image_tokens] (arrays)."""
+        shifted past the text vocabulary -> int Tensor [B, text_len + image_tokens], on the
+        model's device."""
         c = self.config
+        device = self.gpt.lm_head.weight.device
+        image_tokens = as_tensor(image_tokens, device=device).data
+        text_ids = as_tensor(text_ids, device=device).data
         xp = get_array_module(image_tokens)
-        text_ids = to_device(to_numpy(text_ids), _device_of(image_tokens))
         if text_ids.shape[1] != c.text_len or image_tokens.shape[1] != c.image_tokens:
             raise ValueError(f"DALLE.layout: expects text [B, {c.text_len}] and image tokens "
                              f"[B, {c.image_tokens}], got {tuple(text_ids.shape)} and "
                              f"{tuple(image_tokens.shape)}")
-        return xp.concatenate([text_ids, image_tokens + c.text_vocab], axis=1)
+        return Tensor(xp.concatenate([text_ids, image_tokens + c.text_vocab], axis=1))
 
     def forward(self, text_ids, image_tokens):
         """The mean cross-entropy of each image token given the caption and the image tokens
         before it. Text tokens are inputs only (their targets are ignored): the caption is
         always given when drawing, so only p(image | text) needs to be learned. (DALL·E also
         models the text, with 1/8 of the loss weight.)"""
-        tokens = self.layout(text_ids, image_tokens)
+        tokens = self.layout(text_ids, image_tokens).data
         targets = tokens[:, 1:].copy()
         targets[:, :self.config.text_len - 1] = -1                     # -1: no loss there
         _, loss = self.gpt(tokens[:, :-1], targets)
@@ -258,50 +96,37 @@ class DALLE(nn.Module):
 
     @no_grad()
     def generate(self, text_ids, temperature=1.0, top_k=None):
-        """Sample image tokens [B, image_tokens] for captions text_ids [B, text_len]: one
-        token at a time with the KV cache, each drawn among image codes only (text ids are
-        masked out), with the given temperature and top-k."""
+        """Sample image tokens, an int Tensor [B, image_tokens], for captions text_ids
+        [B, text_len]: one token at a time with the KV cache, each drawn among image codes
+        only (text ids are masked out), with the given temperature and top-k."""
         c = self.config
         was_training = self.training
         self.eval()
         device = self.gpt.lm_head.weight.device
         xp = get_array_module(self.gpt.lm_head.weight.data)
         caches = [{} for _ in self.gpt.transformer.h]
-        logits, _ = self.gpt(to_device(to_numpy(text_ids).astype(np.int64), device),
-                             caches=caches)
+        text_ids = as_tensor(text_ids, dtype=np.int64, device=device)
+        logits, _ = self.gpt(text_ids, caches=caches)
         out = []
         for i in range(c.image_tokens):
-            code = sample(logits.data[:, -1, c.text_vocab:], temperature, top_k)  # [B]
+            code = sample(logits.data[:, -1, c.text_vocab:], temperature, top_k).data  # [B]
             out.append(code)
             if i + 1 < c.image_tokens:
                 logits, _ = self.gpt((code + c.text_vocab)[:, None], caches=caches)
         self.train(was_training)
-        return xp.stack(out, axis=1)
-
-
-def _device_of(array):
-    return "cpu" if get_array_module(array) is np else "cuda"
+        return Tensor(xp.stack(out, axis=1))
 
 
 # ---- reranking ------------------------------------------------------------------------------
 def rerank(clip_model, tokenizer, images, caption):
-    """DALL·E's reranking: order images [N, 3, S, S] (NumPy) best first by the cosine that
-    CLIP gives between each image and the caption. Returns (order int [N], scores [N])."""
+    """DALL·E's reranking: order images [N, 3, S, S] best first by the cosine that CLIP
+    gives between each image and the caption. Returns (order, an int Tensor [N], and the
+    scores [N]), on the CPU."""
     from tinygen.models.clip import embed_images, embed_texts
 
-    scores = embed_images(clip_model, images) @ embed_texts(clip_model, tokenizer, [caption])[0]
-    return np.argsort(-scores, kind="stable"), scores
+    text_embed = embed_texts(clip_model, tokenizer, [caption]).numpy()[0]          # [D]
+    scores = embed_images(clip_model, images).numpy() @ text_embed                 # [N]
+    return Tensor(np.argsort(-scores, kind="stable")), Tensor(scores)
 
 
-def codebook_usage(tokens, n_codes):
-    """Share of the K codes that occur at least once among image tokens (any shape)."""
-    return len(np.unique(to_numpy(tokens))) / n_codes
-
-
-def perplexity(tokens, n_codes):
-    """exp(entropy) of the codes' frequencies: the number of equally used codes that would
-    give the same spread (K when all are used equally, 1 when one code does everything)."""
-    p = np.bincount(to_numpy(tokens).reshape(-1), minlength=n_codes) / np.size(tokens)
-    p = p[p > 0]
-    return float(math.exp(-(p * np.log(p)).sum()))
 

@@ -9,21 +9,24 @@ Shapes: B batch, T time, C = n_embd channels, nh heads, hs = C / nh head size, V
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, to_device
+from tinygen.backend import get_array_module
+from tinygen.checks import check_divisible, check_positive, check_probability
+from tinygen.creation import as_tensor
+from tinygen.models.sampling import apply_processors, sample
 from tinygen.nn import functional as F
-from tinygen.random import generator
+from tinygen.optim.groups import configure_optimizers
 from tinygen.tensor import Tensor, cat
+
+__all__ = ["GPT", "GPTConfig", "sample"]  # sample lives in models/sampling.py
 
 
 class CausalSelfAttention(nn.Module):
     is_causal = True  # each position attends to itself and the past (an encoder sets False)
 
     def __init__(self, config):
-        assert config.n_embd % config.n_head == 0, "n_embd must divide into n_head heads"
+        check_divisible(config, "n_embd", "n_head")  # (GPTConfig checks it first)
         # q, k and v for all heads in one projection: one [C, 3C] matmul instead of three
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
@@ -93,6 +96,11 @@ class GPTConfig:
     dropout: float = 0.0    # dropout probability in training (0 for small data / CPU)
     bias: bool = True       # biases in Linear and LayerNorm (GPT-2 has them)
 
+    def __post_init__(self):
+        check_positive(self, "block_size", "vocab_size", "n_layer", "n_head", "n_embd")
+        check_divisible(self, "n_embd", "n_head")
+        check_probability(self, "dropout")
+
 
 class GPT(nn.Module):
     def __init__(self, config):
@@ -116,21 +124,22 @@ class GPT(nn.Module):
         """idx [B, T] token ids -> (logits, loss). With targets [B, T], logits are [B, T, V]
         and loss is the mean cross-entropy; without, only the last position's logits
         [B, 1, V] are computed (all that sampling needs). `caches` (one dict per layer)
-        turns on the KV cache: idx is then only the new tokens after the cached ones."""
-        idx = idx.data if isinstance(idx, Tensor) else idx
+        turns on the KV cache: idx is then only the new tokens after the cached ones.
+        idx and targets are int Tensors (arrays are taken as_tensor)."""
+        idx = as_tensor(idx).data
         B, T = idx.shape
         x = self.hidden_states(idx, caches)
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None               # [B, 1, V]
         logits = self.lm_head(x)                                   # [B, T, V]
-        loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)
-                               if hasattr(targets, "reshape") else targets, ignore_index=-1)
+        targets = as_tensor(targets).reshape(-1)                   # [B * T]
+        loss = F.cross_entropy(logits.reshape(B * T, -1), targets, ignore_index=-1)
         return logits, loss
 
     def hidden_states(self, idx, caches=None):
         """The final hidden states [B, T, C] (after ln_f, before lm_head) for ids idx [B, T];
         reward and value heads read these."""
-        idx = idx.data if isinstance(idx, Tensor) else idx
+        idx = as_tensor(idx).data
         T = idx.shape[1]
         start = 0 if caches is None or "k" not in caches[0] else caches[0]["k"].shape[2]
         if start + T > self.config.block_size:
@@ -152,18 +161,21 @@ class GPT(nn.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
         """AdamW with weight decay on matrices only: biases and LayerNorm gains (1-D) are
-        exempt, as in nanoGPT. (The tied embedding is a matrix and is decayed, as there.)"""
-        from tinygen import optim
-
-        params = self.parameters()
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        return optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+        exempt, as in nanoGPT (tinygen.optim.groups). The tied embedding is a matrix and is
+        decayed, as there."""
+        return configure_optimizers(self, weight_decay, learning_rate, betas, eps)
 
     @no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
-                 use_cache=True):
-        """Append max_new_tokens sampled tokens to idx [B, T]; returns the ids [B, T + n].
+                 use_cache=True, logits_processor=None):
+        """Append max_new_tokens sampled tokens to idx [B, T] (an int Tensor; arrays and
+        lists are taken as_tensor); returns the ids [B, T + n], an int64 Tensor on the
+        model's device.
+
+        logits_processor: a callable (ids [B, t], logits [B, V]) -> logits [B, V] or a list
+        of them, applied in order to each step's next-token logits before temperature,
+        top-k and top-p (Hugging Face's LogitsProcessor; see models/sampling.py for
+        RepetitionPenalty and MinP).
 
         With use_cache=True each step feeds only the newest token and reuses the keys and
         values of earlier ones (the KV cache). Once the sequence outgrows block_size the
@@ -174,8 +186,7 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         xp = get_array_module(self.lm_head.weight.data)
-        idx = to_device(idx.data if isinstance(idx, Tensor) else np.asarray(idx),
-                        self.lm_head.weight.device)
+        idx = as_tensor(idx, device=self.lm_head.weight.device).data   # [B, T] array
         block = self.config.block_size
         caches = None
         for _ in range(max_new_tokens):
@@ -187,36 +198,10 @@ class GPT(nn.Module):
                     logits, _ = self(idx[:, -1:], caches=caches)
             else:
                 logits, _ = self(idx[:, -block:])
-            next_id = sample(logits.data[:, -1, :], temperature, top_k, top_p)
+            logits = logits[:, -1, :]                                  # [B, V]
+            if logits_processor is not None:
+                logits = apply_processors(logits_processor, Tensor(idx), logits)
+            next_id = sample(logits, temperature, top_k, top_p).data   # [B]
             idx = xp.concatenate([idx, next_id[:, None]], axis=1)
         self.train(was_training)
-        return idx
-
-
-def sample(logits, temperature=1.0, top_k=None, top_p=None):
-    """Draw one token id per row of logits [B, V] (an array) with the global generator.
-    temperature 0 means greedy; top_k keeps the k largest logits; top_p keeps the smallest
-    set of tokens whose probability adds up to at least p (nucleus sampling)."""
-    xp = get_array_module(logits)
-    if temperature == 0:
-        return logits.argmax(axis=-1)
-    logits = logits.astype(xp.float64) / temperature
-    if top_k is not None:
-        kth = xp.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1]), None]
-        logits = xp.where(logits < kth, -xp.inf, logits)
-    probs = xp.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)
-    if top_p is not None:
-        desc = -xp.sort(-probs, axis=-1)
-        # keep a token unless the tokens more likely than it already reach top_p
-        n_keep = ((xp.cumsum(desc, axis=-1) - desc) < top_p).sum(axis=-1, keepdims=True)
-        cutoff = xp.take_along_axis(desc, n_keep - 1, axis=-1)  # least likely token kept
-        probs = xp.where(probs >= cutoff, probs, 0.0)
-        probs /= probs.sum(axis=-1, keepdims=True)
-    u = generator(_device(logits)).random((probs.shape[0], 1))
-    # inverse-CDF sampling: the first token whose cumulative probability exceeds u
-    return xp.minimum((xp.cumsum(probs, axis=-1) <= u).sum(axis=-1), probs.shape[-1] - 1)
-
-
-def _device(array):
-    return "cpu" if get_array_module(array) is np else "cuda"
+        return Tensor(idx)

@@ -22,6 +22,7 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
+from tinygen.checks import check_choice, check_positive
 from tinygen.creation import randn, tensor
 from tinygen.nn import functional as F
 from tinygen.random import generator
@@ -72,13 +73,17 @@ class VAEConfig:
     n_hidden: int = 400      # MLP: width of the hidden layer on each side
     n_channels: int = 32     # conv: channels of the first convolution (the second has twice)
 
+    def __post_init__(self):
+        check_choice(self, "model", ("mlp", "conv"))
+        check_positive(self, "image_size", "in_channels", "n_latent", "n_hidden", "n_channels")
+        if self.model == "conv" and self.image_size % 4:
+            raise ValueError(f"image_size={self.image_size!r}: must be a multiple of 4 for "
+                             f"model='conv' (two stride-2 convolutions)")
+
 
 class VAE(nn.Module):
     """The parts that do not depend on the networks. A subclass defines
     encode(x [B, C, H, W]) -> (mu, logvar) [B, Z] and decode(z [B, Z]) -> logits [B, C, H, W]."""
-
-    def _device(self):
-        return self.parameters()[0].device
 
     def check_images(self, x):
         """A clear error for a batch that is not [B, C, H, W] of this model's size."""
@@ -105,7 +110,7 @@ class VAE(nn.Module):
     def sample(self, n):
         """n new images [n, C, H, W]: z ~ p(z) = N(0, I), decoded to pixel probabilities
         (the Bernoulli means, which is what VAE papers show, not 0/1 draws)."""
-        z = randn(n, self.config.n_latent, device=self._device())
+        z = randn(n, self.config.n_latent, device=self.parameters()[0].device)
         return self.decode(z).sigmoid()
 
     @no_grad()

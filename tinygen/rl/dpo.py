@@ -16,6 +16,7 @@ import numpy as np
 
 from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module, to_device
+from tinygen.creation import as_tensor
 from tinygen.nn import functional as F
 from tinygen.rl.rlhf import sequence_logprob
 from tinygen.tensor import Tensor
@@ -27,8 +28,9 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     log-probabilities are tensors with gradient, the reference's constants (arrays or
     tensors). Also returns the implicit rewards β log(π/π_ref) of chosen and rejected [B]
     (NumPy, for logging). Binary cross-entropy with target 1 is -log σ, computed stably."""
-    ref_chosen = _const(ref_chosen_logps, policy_chosen_logps)
-    ref_rejected = _const(ref_rejected_logps, policy_chosen_logps)
+    # constants with the policy's dtype (a float64 array must not turn float32 math float64)
+    ref_chosen = as_tensor(ref_chosen_logps, like=policy_chosen_logps).detach()
+    ref_rejected = as_tensor(ref_rejected_logps, like=policy_chosen_logps).detach()
     chosen_logratios = policy_chosen_logps - ref_chosen             # log π/π_ref (y_w)
     rejected_logratios = policy_rejected_logps - ref_rejected       # log π/π_ref (y_l)
     logits = beta * (chosen_logratios - rejected_logratios)
@@ -39,19 +41,13 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     return loss, chosen_rewards, rejected_rewards
 
 
-def _const(x, like):
-    """Reference log-probabilities (array or tensor) as a constant with the dtype and device
-    of `like` (a float64 array must not turn float32 math into float64)."""
-    x = x.data if isinstance(x, Tensor) else x
-    return Tensor(x, dtype=like.dtype, device=like.device)
-
-
 @no_grad()
 def batched_sequence_logprob(gpt, tokens, mask, prompt_len, batch_size=256):
     """log π(y|x) [B] of many responses without gradient, batch_size at a time: the
     reference's, once before training (it never changes), or the policy's, to evaluate.
     tokens [B, T], mask [B, R] are NumPy arrays."""
     device = gpt.lm_head.weight.device
+    tokens, mask = as_tensor(tokens).numpy(), as_tensor(mask).numpy()
     out = []
     for i in range(0, len(tokens), batch_size):
         out.append(sequence_logprob(gpt, to_device(tokens[i:i + batch_size], device),
@@ -63,13 +59,15 @@ def dpo_batch_loss(policy_gpt, batch, prompt_len, beta):
     """The DPO loss of one minibatch of pairs: batch holds chosen/rejected tokens [B, T] and
     masks [B, R] and the reference's log-probabilities [B] of both. The chosen and rejected
     responses go through the policy together, as one batch of 2B."""
-    B = len(batch["chosen_tokens"])
-    tokens = np.concatenate([batch["chosen_tokens"], batch["rejected_tokens"]])
-    mask = np.concatenate([batch["chosen_mask"], batch["rejected_mask"]])
+    keys = ("chosen_tokens", "rejected_tokens", "chosen_mask", "rejected_mask",
+            "ref_chosen_logps", "ref_rejected_logps")
+    b = {k: as_tensor(batch[k]).numpy() for k in keys}              # Tensors or arrays
+    B = len(b["chosen_tokens"])
+    tokens = np.concatenate([b["chosen_tokens"], b["rejected_tokens"]])
+    mask = np.concatenate([b["chosen_mask"], b["rejected_mask"]])
     device = policy_gpt.lm_head.weight.device
     logps = sequence_logprob(policy_gpt, to_device(tokens, device), mask, prompt_len)  # [2B]
-    return dpo_loss(logps[:B], logps[B:], batch["ref_chosen_logps"],
-                    batch["ref_rejected_logps"], beta)
+    return dpo_loss(logps[:B], logps[B:], b["ref_chosen_logps"], b["ref_rejected_logps"], beta)
 
 
 def implicit_reward_accuracy(policy_gpt, pairs, prompt_len):

@@ -19,7 +19,9 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.backend import get_array_module, to_device
+from tinygen.checks import check_nonnegative, check_positive
+from tinygen.creation import as_tensor
 from tinygen.optim import clip_grad_norm_
 from tinygen.random import generator
 from tinygen.tensor import Tensor, where
@@ -38,7 +40,7 @@ def layer_init(layer, std=SQRT2, bias_const=0.0):
 def log_prob(logits, action):
     """log π(action|s) under the categorical distribution softmax(logits).
     logits [B, A], action [B] integers -> [B]."""
-    action = action.data if isinstance(action, Tensor) else action
+    action = as_tensor(action, device=logits.device).data
     logp = logits.log_softmax(axis=-1)
     return logp[get_array_module(action).arange(len(action)), action]
 
@@ -51,14 +53,14 @@ def entropy(logits):
 
 
 def sample_categorical(logits):
-    """One action per row of logits [B, A] -> integer array [B], drawn with tinygen's
+    """One action per row of logits [B, A] -> integer Tensor [B], drawn with tinygen's
     global generator by inverse CDF: the first action whose cumulative probability
     exceeds u ~ U[0, 1)."""
     xp = get_array_module(logits.data)
     probs = logits.softmax(axis=-1).data
     u = generator(logits.device).random((probs.shape[0], 1), dtype=probs.dtype)
     action = (xp.cumsum(probs, axis=-1) <= u).sum(axis=-1)
-    return xp.minimum(action, probs.shape[-1] - 1)    # rounding can leave Σ p just under u
+    return Tensor(xp.minimum(action, probs.shape[-1] - 1))  # rounding can leave Σ p < u
 
 
 class Agent(nn.Module):
@@ -85,15 +87,11 @@ class Agent(nn.Module):
 
     def get_action_and_value(self, obs, action=None):
         """Sample an action (or score the given one) under the policy π(·|s).
-        obs [B, obs_dim] -> action [B] (integers), log π(action|s) [B], entropy [B], V(s) [B]."""
+        obs [B, obs_dim] -> action [B] (an integer Tensor), log π(action|s) [B], entropy [B], V(s) [B]."""
         logits = self.actor(obs)                                   # [B, A]
         if action is None:
             action = sample_categorical(logits)
         return action, log_prob(logits, action), entropy(logits), self.get_value(obs)
-
-
-def _device(module):
-    return module.parameters()[0].device
 
 
 # ---- the rollout ----------------------------------------------------------------------------
@@ -124,7 +122,7 @@ def collect_rollout(agent, envs, storage, next_obs, next_done):
     """Fill `storage` with T steps of `envs` under the agent's policy.
     next_obs [N, obs_dim] and next_done [N] are where the last rollout stopped; returns the
     new ones and the returns of the episodes that finished (a list of floats)."""
-    device = _device(agent)
+    device = agent.parameters()[0].device
     episode_returns = []
     for step in range(storage.rewards.shape[0]):
         storage.obs[step] = next_obs
@@ -132,7 +130,7 @@ def collect_rollout(agent, envs, storage, next_obs, next_done):
         obs = Tensor(next_obs, device=device)
         logits = agent.actor(obs)               # get_action_and_value, less the entropy
         action = sample_categorical(logits)
-        storage.actions[step] = to_numpy(action)
+        storage.actions[step] = action.numpy()
         storage.logprobs[step] = log_prob(logits, action).numpy()
         storage.values[step] = agent.get_value(obs).numpy()
         next_obs, reward, terminated, truncated, info = envs.step(storage.actions[step])
@@ -153,6 +151,8 @@ def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda
 
     done_{t+1} means step t ended its episode (CleanRL's convention, see RolloutStorage),
     so nothing flows back across an episode boundary."""
+    rewards, values, dones, next_value, next_done = (
+        as_tensor(x).numpy() for x in (rewards, values, dones, next_value, next_done))
     T = rewards.shape[0]
     advantages = np.zeros_like(rewards)
     lastgaelam = 0.0
@@ -174,20 +174,16 @@ def normalize_advantages(advantages, eps=1e-8):
     return (advantages - advantages.mean()) / (advantages.std(ddof=1) + eps)
 
 
-def _const(x, like):
-    """An array or number as a tensor without gradient, on the device of `like`."""
-    return x if isinstance(x, Tensor) else Tensor(x, dtype=like.dtype, device=like.device)
-
-
 def _maximum(a, b):
     return where(a.data >= b.data, a, b)
 
 
 def policy_loss(new_logprob, old_logprob, advantages, clip_coef):
     """The clipped surrogate objective L^CLIP (PPO paper, eq. 7), negated to be minimised:
-    mean of max(-A r, -A clip(r, 1 - ε, 1 + ε)) with r = π_new(a|s) / π_old(a|s)."""
-    ratio = (new_logprob - _const(old_logprob, new_logprob)).exp()
-    advantages = _const(advantages, new_logprob)
+    mean of max(-A r, -A clip(r, 1 - ε, 1 + ε)) with r = π_new(a|s) / π_old(a|s).
+    old_logprob and advantages are constants (Tensors, or arrays taken as_tensor)."""
+    ratio = (new_logprob - as_tensor(old_logprob, like=new_logprob)).exp()
+    advantages = as_tensor(advantages, like=new_logprob)
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * ratio.clip(1 - clip_coef, 1 + clip_coef)
     return _maximum(pg_loss1, pg_loss2).mean()
@@ -197,7 +193,7 @@ def value_loss(new_value, old_value, returns, clip_coef, clip_vloss=True):
     """0.5 * mean squared error of V(s) against the returns. With clip_vloss the new value
     may not move more than clip_coef from the old one without paying the unclipped error
     (CleanRL, after OpenAI's baselines): 0.5 * mean(max(unclipped², clipped²))."""
-    old_value, returns = _const(old_value, new_value), _const(returns, new_value)
+    old_value, returns = as_tensor(old_value, like=new_value), as_tensor(returns, like=new_value)
     v_loss_unclipped = (new_value - returns) ** 2
     if not clip_vloss:
         return 0.5 * v_loss_unclipped.mean()
@@ -207,29 +203,25 @@ def value_loss(new_value, old_value, returns, clip_coef, clip_vloss=True):
 
 
 # ---- diagnostics (floats, no gradient) ------------------------------------------------------
-def _array(x):
-    return x.data if isinstance(x, Tensor) else x
-
-
 def approx_kl(logratio):
     """Estimate of KL(π_old ‖ π_new) from log r = log π_new - log π_old on samples of π_old:
     mean((r - 1) - log r), unbiased and never negative (Schulman, "Approximating KL
     divergence", 2020)."""
-    logratio = _array(logratio)
+    logratio = as_tensor(logratio).data
     xp = get_array_module(logratio)
     return float(((xp.exp(logratio) - 1) - logratio).mean())
 
 
 def clipfrac(ratio, clip_coef):
     """Fraction of samples whose ratio was outside [1 - clip_coef, 1 + clip_coef]."""
-    ratio = _array(ratio)
+    ratio = as_tensor(ratio).data
     return float((abs(ratio - 1.0) > clip_coef).mean())
 
 
 def explained_variance(values, returns):
     """1 - Var(returns - values) / Var(returns): 1 for a perfect critic, 0 for one that
     predicts a constant, negative when worse than that; NaN when the returns are constant."""
-    values, returns = to_numpy(_array(values)), to_numpy(_array(returns))
+    values, returns = as_tensor(values).numpy(), as_tensor(returns).numpy()
     var_y = np.var(returns)
     return float("nan") if var_y == 0 else float(1 - np.var(returns - values) / var_y)
 
@@ -237,43 +229,74 @@ def explained_variance(values, returns):
 # ---- the update -----------------------------------------------------------------------------
 @dataclass
 class PPOConfig:
-    """The update's hyperparameters (CleanRL's defaults for CartPole). `ppo_update` takes
-    any object with these attributes, e.g. the demo's Args."""
+    """The update's hyperparameters (CleanRL's defaults for CartPole); a demo's config
+    subclasses it (demos/ppo_cartpole.py), as RLHFConfig does."""
 
     update_epochs: int = 4         # passes over the batch
     num_minibatches: int = 4       # minibatches per pass
     norm_adv: bool = True          # normalise advantages per minibatch
     clip_coef: float = 0.2         # ε, for the ratio and (with clip_vloss) the value
     clip_vloss: bool = True        # clipped value loss
+    vf_clip_coef: float = None     # how far a value may move before its loss is clipped
+    #                                (None: clip_coef, as CleanRL)
     ent_coef: float = 0.01         # weight of the entropy bonus
     vf_coef: float = 0.5           # weight of the value loss
     max_grad_norm: float = 0.5     # global gradient-norm clipping
     target_kl: float = 0.0         # stop the epochs early past this approx_kl (0: never)
 
+    def __post_init__(self):
+        check_positive(self, "update_epochs", "num_minibatches")
+        check_nonnegative(self, "clip_coef", "ent_coef", "vf_coef", "target_kl")
+        check_positive(self, "max_grad_norm")
+        if self.vf_clip_coef is not None:
+            check_nonnegative(self, "vf_clip_coef")
 
-def ppo_update(agent, optimizer, batch, cfg):
-    """update_epochs passes over `batch` (from RolloutStorage.batch) in shuffled minibatches,
-    one optimizer step each on  policy_loss - ent_coef * entropy + vf_coef * value_loss.
-    Returns the diagnostics: losses, entropy and approx_kl averaged over the minibatch
-    steps, clipfrac over all samples seen, explained_variance of the rollout's values."""
-    device = _device(agent)
-    b = {k: to_device(v, device) for k, v in batch.items()}        # arrays, [B, ...]
-    B = len(batch["actions"])
-    minibatch_size = B // cfg.num_minibatches
+
+def evaluate_actions(agent, mb):
+    """What the update needs of the current policy on a minibatch of transitions:
+    log π(a|s), the entropy and V(s), each [b]."""
+    _, new_logprob, entropy, new_value = agent.get_action_and_value(Tensor(mb["obs"]),
+                                                                    mb["actions"])
+    return new_logprob, entropy, new_value
+
+
+def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
+    """update_epochs passes over `batch` in shuffled minibatches, one optimizer step each on
+    policy_loss - ent_coef * entropy + vf_coef * value_loss. Returns the diagnostics: losses,
+    entropy and approx_kl averaged over the minibatch steps, clipfrac over all samples seen,
+    explained_variance of the rollout's values.
+
+    `batch` maps names to [B, ...] arrays or Tensors: "logprobs", "values", "advantages",
+    "returns" and whatever `evaluate(agent, minibatch) -> (new_logprob, entropy, new_value)`
+    reads ("obs" and "actions" for CartPole, RolloutStorage.batch). With a "mask" [B, R] each
+    sample is a sequence of R steps (a response of R tokens, rl/rlhf.py): the per-step
+    quantities are [B, R] and only the steps where the mask is 1 enter the losses."""
+    if not isinstance(cfg, PPOConfig):
+        raise TypeError(f"ppo_update: cfg must be a PPOConfig (or a subclass such as "
+                        f"RLHFConfig), got {type(cfg).__name__}")
+    device = agent.parameters()[0].device
+    b = {k: to_device(as_tensor(v).data, device) for k, v in batch.items()}  # arrays [B, ...]
+    B = len(b["logprobs"])
+    minibatch_size = max(B // cfg.num_minibatches, 1)
+    vf_clip_coef = cfg.clip_coef if cfg.vf_clip_coef is None else cfg.vf_clip_coef
     logs = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
             "clipfrac": []}
     for _epoch in range(cfg.update_epochs):
         b_inds = to_device(generator("cpu").permutation(B), device)
         for start in range(0, B, minibatch_size):
             mb = {k: v[b_inds[start:start + minibatch_size]] for k, v in b.items()}
-            _, new_logprob, ent, new_value = agent.get_action_and_value(
-                Tensor(mb["obs"]), mb["actions"])
-            mb_advantages = mb["advantages"]
+            new_logprob, ent, new_value = evaluate(agent, mb)
+            old_logprob, old_value = mb["logprobs"], mb["values"]
+            mb_advantages, mb_returns = mb["advantages"], mb["returns"]
+            if "mask" in mb:  # token level: keep the real steps, [b, R] -> [N]
+                real = get_array_module(mb["mask"]).nonzero(mb["mask"])
+                new_logprob, ent, new_value = new_logprob[real], ent[real], new_value[real]
+                old_logprob, old_value = old_logprob[real], old_value[real]
+                mb_advantages, mb_returns = mb_advantages[real], mb_returns[real]
             if cfg.norm_adv:
                 mb_advantages = normalize_advantages(mb_advantages)
-            pg_loss = policy_loss(new_logprob, mb["logprobs"], mb_advantages, cfg.clip_coef)
-            v_loss = value_loss(new_value, mb["values"], mb["returns"], cfg.clip_coef,
-                                cfg.clip_vloss)
+            pg_loss = policy_loss(new_logprob, old_logprob, mb_advantages, cfg.clip_coef)
+            v_loss = value_loss(new_value, old_value, mb_returns, vf_clip_coef, cfg.clip_vloss)
             entropy_loss = ent.mean()
             loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
 
@@ -282,7 +305,7 @@ def ppo_update(agent, optimizer, batch, cfg):
             clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
             optimizer.step()
 
-            logratio = new_logprob.data - mb["logprobs"]                 # no gradient
+            logratio = new_logprob.data - old_logprob                    # no gradient
             logs["policy_loss"].append(pg_loss.item())
             logs["value_loss"].append(v_loss.item())
             logs["entropy"].append(entropy_loss.item())
@@ -292,5 +315,9 @@ def ppo_update(agent, optimizer, batch, cfg):
         if cfg.target_kl and logs["approx_kl"][-1] > cfg.target_kl:
             break
     diagnostics = {k: float(np.mean(v)) for k, v in logs.items()}
-    diagnostics["explained_variance"] = explained_variance(batch["values"], batch["returns"])
+    values, returns = b["values"], b["returns"]
+    if "mask" in b:
+        valid = b["mask"] > 0
+        values, returns = values[valid], returns[valid]
+    diagnostics["explained_variance"] = explained_variance(values, returns)
     return diagnostics

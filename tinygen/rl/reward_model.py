@@ -19,6 +19,7 @@ import numpy as np
 from tinygen import nn
 from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module
+from tinygen.creation import as_tensor
 from tinygen.models.gpt import GPT
 from tinygen.nn import functional as F
 from tinygen.tensor import Tensor
@@ -54,7 +55,7 @@ class RewardModel(nn.Module):
         response token -> rewards [B]. Causal attention means that padding after `last`
         cannot change the result."""
         h = hidden_states(self.gpt, tokens)                                  # [B, T, C]
-        last = last.data if isinstance(last, Tensor) else last
+        last = as_tensor(last, device=h.device).data
         h_last = h[get_array_module(last).arange(len(last)), last]           # [B, C]
         raw = self.score_head(h_last).reshape(-1)                            # [B]
         return (raw - self.reward_mean) / self.reward_std
@@ -79,6 +80,5 @@ def bradley_terry_loss(r_chosen, r_rejected):
 
 def pairwise_accuracy(r_chosen, r_rejected):
     """Fraction of pairs where the chosen response gets the higher reward (ties count 0)."""
-    r_chosen = r_chosen.numpy() if isinstance(r_chosen, Tensor) else np.asarray(r_chosen)
-    r_rejected = r_rejected.numpy() if isinstance(r_rejected, Tensor) else np.asarray(r_rejected)
+    r_chosen, r_rejected = as_tensor(r_chosen).numpy(), as_tensor(r_rejected).numpy()
     return float((r_chosen > r_rejected).mean())

@@ -23,26 +23,25 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.checks import check_nonnegative, check_positive, check_probability
+from tinygen.creation import as_tensor
 from tinygen.nn import functional as F
-from tinygen.optim import clip_grad_norm_
-from tinygen.random import generator
 from tinygen.rl import ppo
 from tinygen.rl.reward_model import copy_gpt, hidden_states
-from tinygen.tensor import Tensor
 
 
 # ---- text <-> tokens --------------------------------------------------------------------------
 def response_mask(response_ids, eos_id):
     """1.0 on the tokens of each response up to and including its first EOS, 0.0 on what a
     batched sampler generated after it. response_ids [B, R] -> [B, R] float32."""
-    is_eos = np.asarray(response_ids) == eos_id
+    is_eos = as_tensor(response_ids).numpy() == eos_id
     after_eos = (np.cumsum(is_eos, axis=1) - is_eos) > 0
     return (~after_eos).astype(np.float32)
 
 
 def last_index(mask, prompt_len):
     """Index in prompt + response of each row's last response token: [B, R] -> [B]."""
+    mask = as_tensor(mask).numpy()
     return prompt_len + mask.sum(axis=1).astype(np.int64) - 1
 
 
@@ -65,6 +64,7 @@ def pack(tokenizer, prompts, responses, response_len, pad_id=0):
 def sft_targets(tokens, mask, prompt_len):
     """Next-token targets [B, T - 1] for supervised fine-tuning on the responses only: the
     prompt positions (and padding) are -1, which GPT.forward's cross-entropy ignores."""
+    tokens, mask = as_tensor(tokens).numpy(), as_tensor(mask).numpy()
     targets = tokens[:, 1:].copy()
     targets[:, :prompt_len - 1] = -1
     targets[:, prompt_len - 1:][mask == 0] = -1
@@ -93,7 +93,7 @@ def response_logprobs(gpt, tokens, prompt_len):
 def sequence_logprob(gpt, tokens, mask, prompt_len):
     """log π(y | x) of whole responses: the masked sum over their tokens -> [B]."""
     logp = response_logprobs(gpt, tokens, prompt_len)
-    return (logp * Tensor(to_device(mask, logp.device))).sum(axis=1)
+    return (logp * as_tensor(mask, like=logp)).sum(axis=1)
 
 
 # ---- the policy and its value head ----------------------------------------------------------
@@ -121,8 +121,8 @@ def sample_responses(gpt, prompt_ids, response_len, eos_id, temperature=1.0):
     """R sampled tokens after each prompt, batched with the KV cache (GPT.generate).
     prompt_ids [B, P] -> tokens [B, T] (NumPy) and the response mask [B, R]."""
     device = gpt.lm_head.weight.device
-    tokens = to_numpy(gpt.generate(Tensor(prompt_ids, device=device), response_len,
-                                   temperature=temperature))
+    tokens = gpt.generate(as_tensor(prompt_ids, device=device), response_len,
+                          temperature=temperature).numpy()
     return tokens, response_mask(tokens[:, prompt_ids.shape[1]:], eos_id)
 
 
@@ -148,6 +148,8 @@ def kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, kl_coef):
     -kl_coef * (log π - log π_ref) on every response token, plus the reward model's score
     [B] on the last one. Also returns the per-token KL estimates [B, R] (zero on padding);
     their sum over a response is the sampled estimate of KL(π ‖ π_ref) for it."""
+    scores, logprobs, ref_logprobs, mask = (as_tensor(x).numpy() for x in
+                                            (scores, logprobs, ref_logprobs, mask))
     kl = (logprobs - ref_logprobs) * mask
     rewards = -kl_coef * kl
     last = mask.sum(axis=1).astype(np.int64) - 1
@@ -179,6 +181,7 @@ def token_gae(rewards, values, mask, gamma, gae_lambda):
     time-major [T, N] arrays and CleanRL's `dones` (dones[t] = 1 when step t starts a new
     episode): a response is an episode that ends after its last token, so every padding
     position counts as "done" and nothing flows back from it. [B, R] in, [B, R] out."""
+    rewards, values, mask = (as_tensor(x).numpy() for x in (rewards, values, mask))
     B = rewards.shape[0]
     dones = 1.0 - mask
     advantages, returns = ppo.compute_gae(
@@ -189,14 +192,16 @@ def token_gae(rewards, values, mask, gamma, gae_lambda):
 
 # ---- the PPO update -------------------------------------------------------------------------
 @dataclass
-class RLHFConfig:
-    """PPO on tokens (defaults after Ziegler et al. 2019 and TRL, sized for a tiny model)."""
+class RLHFConfig(ppo.PPOConfig):
+    """PPO on tokens (defaults after Ziegler et al. 2019 and TRL, sized for a tiny model):
+    the update's fields of PPOConfig with other defaults, and the rollout's."""
 
     learning_rate: float = 3e-4    # Adam step size of the policy and value head
     anneal_lr: bool = True         # (in the training loop) lr falls linearly to 0
     batch_size: int = 128          # responses per rollout
     update_epochs: int = 4         # passes over each rollout
     num_minibatches: int = 4       # minibatches of responses per pass
+    norm_adv: bool = False         # (advantages are whitened once per rollout instead)
     gamma: float = 1.0             # no discount inside a response
     gae_lambda: float = 0.95       # λ of GAE
     clip_coef: float = 0.2         # ε of the clipped ratio
@@ -208,50 +213,32 @@ class RLHFConfig:
     kl_target: float = 1.5         # KL(π ‖ π_ref) per response the controller steers to
     kl_horizon: int = 2000         # the controller's horizon, in responses
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive(self, "batch_size", "kl_target", "kl_horizon")
+        check_nonnegative(self, "learning_rate", "init_kl_coef")
+        check_probability(self, "gamma", "gae_lambda", closed=True)
+
+
+def evaluate_tokens(policy, mb):
+    """log π(y_t | x, y_<t), the entropy and the value of every response token of a
+    minibatch of rollouts (tokens [b, T], mask [b, R]) -> three [b, R] Tensors."""
+    tokens = mb["tokens"]
+    P = tokens.shape[1] - mb["mask"].shape[1]
+    logits, values = policy(tokens, P)                                 # [b, R, V], [b, R]
+    return token_logprobs(logits, tokens[:, P:]), ppo.entropy(logits), values
+
 
 def ppo_update(policy, optimizer, batch, cfg):
-    """update_epochs passes over a rollout in minibatches of whole responses, each one
-    optimizer step on  policy_loss - ent_coef * entropy + vf_coef * value_loss, the losses
-    of `ppo.py` taken over the real response tokens only (padding excluded). `batch` is a
-    rollout plus its "advantages" and "returns" [B, R]. Returns averaged diagnostics."""
-    P = batch["tokens"].shape[1] - batch["mask"].shape[1]
-    device = policy.gpt.lm_head.weight.device
-    B = len(batch["tokens"])
-    minibatch_size = max(B // cfg.num_minibatches, 1)
-    # whiten the advantages of all real tokens once per rollout (as lm-human-preferences)
-    advantages = batch["advantages"].copy()
-    valid = batch["mask"] > 0
+    """`ppo.ppo_update` on tokens: minibatches of whole responses, the losses over their
+    real tokens only (the mask excludes padding). `batch` is a rollout plus its
+    "advantages" and "returns" [B, R]; they are whitened once over all real tokens of the
+    rollout (as lm-human-preferences), not per minibatch. Returns averaged diagnostics."""
+    if not isinstance(cfg, RLHFConfig):
+        raise TypeError(f"rlhf.ppo_update: cfg must be an RLHFConfig, got {type(cfg).__name__}")
+    advantages = as_tensor(batch["advantages"]).numpy().copy()
+    mask = as_tensor(batch["mask"]).numpy()
+    valid = mask > 0
     advantages[valid] = ppo.normalize_advantages(advantages[valid])
-    logs = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
-            "clipfrac": []}
-    for _epoch in range(cfg.update_epochs):
-        order = generator("cpu").permutation(B)
-        for start in range(0, B, minibatch_size):
-            mb = order[start:start + minibatch_size]
-            real = np.nonzero(batch["mask"][mb])       # (rows, cols) of real tokens; x[real]: [N]
-            tokens = to_device(batch["tokens"][mb], device)
-            logits, values = policy(tokens, P)                     # [b, R, V], [b, R]
-            new_lp = token_logprobs(logits, tokens[:, P:])[real]   # [N]
-            old_lp = batch["logprobs"][mb][real]
-            pg_loss = ppo.policy_loss(new_lp, old_lp, advantages[mb][real], cfg.clip_coef)
-            v_loss = ppo.value_loss(values[real], batch["values"][mb][real],
-                                    batch["returns"][mb][real], cfg.vf_clip_coef)
-            entropy = ppo.entropy(logits[real]).mean()
-            loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-
-            optimizer.zero_grad()
-            loss.backward()
-            clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-
-            logratio = new_lp.data - to_device(old_lp, device)       # no gradient
-            logs["policy_loss"].append(pg_loss.item())
-            logs["value_loss"].append(v_loss.item())
-            logs["entropy"].append(entropy.item())
-            logs["approx_kl"].append(ppo.approx_kl(logratio))
-            logs["clipfrac"].append(ppo.clipfrac(get_array_module(logratio).exp(logratio),
-                                                 cfg.clip_coef))
-    diagnostics = {k: float(np.mean(v)) for k, v in logs.items()}
-    diagnostics["explained_variance"] = ppo.explained_variance(
-        batch["values"][valid], batch["returns"][valid])
-    return diagnostics
+    return ppo.ppo_update(policy, optimizer, {**batch, "advantages": advantages}, cfg,
+                          evaluate=evaluate_tokens)

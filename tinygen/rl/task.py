@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinygen.checks import check_positive, check_probability
 from tinygen.data.tokenizers import CharTokenizer
 
 PAD, SEP, EOS = "_", "=", "."   # left padding of prompts, end of prompt, end of response
@@ -52,6 +53,14 @@ class SortTask:
     max_len: int = 6            # most letters in a prompt
     p_correct: float = 0.15     # probability that a demonstration is exactly right
     p_lazy: float = 0.4         # probability that it stops one letter early (a habit)
+
+    def __post_init__(self):
+        check_positive(self, "min_len")
+        if not self.min_len <= self.max_len <= len(self.letters):
+            raise ValueError(f"max_len={self.max_len!r}: must be in [min_len={self.min_len}, "
+                             f"len(letters)={len(self.letters)}] (the letters are distinct)")
+        # (p_correct + p_lazy may pass 1: the habit then takes what p_correct leaves)
+        check_probability(self, "p_correct", "p_lazy", closed=True)
 
     @property
     def prompt_len(self):
