@@ -79,7 +79,7 @@ def fail(prog, message):
     raise SystemExit(2)
 
 
-_FIELD_ERROR = re.compile(r"^(\w+)=(.*?): (.*)$", re.S)
+_FIELD_ERROR = re.compile(r"^(\w+)=(.*?): (.*)$", re.DOTALL)
 
 
 def or_exit(make, config_cls=None, prog=None):

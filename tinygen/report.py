@@ -114,8 +114,8 @@ def plot_curves(curves, size=(360, 640)):
         return np.round(bottom - (y - y_lo) / (y_hi - y_lo) * (bottom - top)).astype(int)
 
     for f in np.linspace(0, 1, 5):                                  # a light grid
-        canvas[int(round(top + f * (bottom - top))), left:right + 1] = (225, 225, 225)
-        canvas[top:bottom + 1, int(round(left + f * (right - left)))] = (225, 225, 225)
+        canvas[round(top + f * (bottom - top)), left:right + 1] = (225, 225, 225)
+        canvas[top:bottom + 1, round(left + f * (right - left))] = (225, 225, 225)
     for k, (x, y) in enumerate(curves):
         colour = COLOURS[k % len(COLOURS)]
         cols, rows = to_col(x), to_row(y)
