@@ -203,7 +203,7 @@ class Config:
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"kind": "c"}, "kind='c': must be one of 'a', 'b'"),
+    ({"kind": "c"}, "kind=c: must be one of 'a', 'b'"),
     ({"size": 0}, "size=0: must be >= 1"),
     ({"p": 1.5}, "p=1.5: must lie in [0.0, 1.0]"),
     ({"p": float("nan")}, "p=nan: must lie in"),

@@ -48,7 +48,7 @@ def check_fields(config):
         if value is None:
             continue
         if "choices" in meta and value not in meta["choices"]:
-            raise ValueError(f"{f.name}={value!r}: must be one of "
+            raise ValueError(f"{f.name}={value}: must be one of "
                              + ", ".join(map(repr, meta["choices"])))
         low, high = meta.get("min"), meta.get("max")
         if low is not None and high is not None and not low <= value <= high:
