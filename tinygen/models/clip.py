@@ -309,24 +309,21 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
 @no_grad()
 def embed_images(model, images, batch_size=500):
     """image_embeds as a NumPy array [N, D] (eval mode, in batches)."""
-    was_training = model.training
-    model.eval()
-    out = [to_numpy(model.encode_image(images[i:i + batch_size]).data)
-           for i in range(0, len(images), batch_size)]
-    model.train(was_training)
+    with model.evaluating():
+        out = [to_numpy(model.encode_image(images[i:i + batch_size]).data)
+               for i in range(0, len(images), batch_size)]
     return np.concatenate(out)
 
 
 @no_grad()
 def embed_texts(model, tokenizer, texts, batch_size=500):
     """text_embeds as a NumPy array [N, D] of a list of strings."""
-    was_training = model.training
-    model.eval()
     out = []
-    for i in range(0, len(texts), batch_size):
-        ids, eot = tokenizer.encode_batch(texts[i:i + batch_size], model.config.context_length)
-        out.append(to_numpy(model.encode_text(ids, eot).data))
-    model.train(was_training)
+    with model.evaluating():
+        for i in range(0, len(texts), batch_size):
+            ids, eot = tokenizer.encode_batch(texts[i:i + batch_size],
+                                              model.config.context_length)
+            out.append(to_numpy(model.encode_text(ids, eot).data))
     return np.concatenate(out)
 
 
