@@ -103,6 +103,10 @@ class TrainConfig:
                 f"must be <= learning_rate={self.learning_rate}")
         require(not self.text or os.path.isfile(self.text), "text", self.text,
                 "no such file")
+        ckpt = os.path.join(self.out_dir, "ckpt.safetensors")
+        for flag in ("resume", "sample"):
+            require(not getattr(self, flag) or os.path.isfile(ckpt), flag, True,
+                    f"needs a checkpoint, and {ckpt} does not exist (train first, or --out_dir)")
         require(re.fullmatch(r"cpu|cuda(:\d+)?", self.device), "device", self.device,
                 "must be cpu, cuda or cuda:N")
         require(not self.model or ":" in self.model, "model", self.model,

@@ -151,7 +151,8 @@ def test_minibatch_steps_rejects_what_would_loop_forever(args):
 # ---- summary.json and loss curves ------------------------------------------------------------
 def test_write_summary_writes_and_prints_one_line(tmp_path, capsys):
     path = write_summary(tmp_path, {"loss": 1.5, "name": "x"})
-    assert json.loads(open(path).read()) == {"loss": 1.5, "name": "x"}
+    with open(path) as f:
+        assert json.load(f) == {"loss": 1.5, "name": "x"}
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0]) == {"loss": 1.5, "name": "x"}
 
