@@ -4,8 +4,8 @@ tokens, and drawing an image is sampling tokens after a caption and decoding the
 then reranks N drawings per caption. Top to bottom: config -> data -> a judge -> stage 1
 (VQ-VAE) -> stage 2 (the prior) -> CLIP -> drawing held-out prompts, scores and pictures.
 
-    python demos/dalle.py                    # 13-14 minutes on 2 CPU cores (1 BLAS thread)
-    OPENBLAS_NUM_THREADS=2 python demos/dalle.py   # ~10 minutes on 2 idle cores
+    python demos/dalle.py                    # about 10-15 minutes on 2 CPU cores
+    python demos/dalle.py --threads 2        # two BLAS threads (faster on idle cores)
     python demos/dalle.py --clip out/clip/ckpt.safetensors   # rerank with a trained CLIP
     python demos/dalle.py --device cuda
     python demos/dalle.py --smoke            # a few seconds, to check that it all runs
@@ -24,25 +24,19 @@ model, like the Inception network behind an Inception Score. Scores:
   codebook_usage       share of the K codes used to tokenize 1,000 test images
   recon_mse            VQ-VAE reconstruction error per pixel on test images of seen pairs
                        (recon_mse_heldout: of the held-out pairs, which it never saw)
-Measured (seed 1337, defaults, 797-803 s on the 2-core development machine): prompt_acc 0.855,
-prompt_acc_reranked 0.983, prompt_acc_seen 0.974, codebook_usage 0.984, recon_mse 0.0021;
-seeds 1 and 2: prompt_acc 0.830 / 0.852, reranked 0.983 / 1.000, usage 0.984 / 0.992.
+The README gives the figures measured with the defaults.
 Outputs in <out_dir>: heldout.png (one row per held-out prompt: the first 8 drawings as
 drawn, then the same 8 ordered by CLIP, best first; the prompts are in heldout.txt),
-recon.png (test images over their reconstructions), the two checkpoints, and
-summary.json, also printed as one JSON line.
+recon.png (test images over their reconstructions), loss.png (the VQ-VAE's and the
+prior's training losses), the two checkpoints, and summary.json, also printed as one
+JSON line.
 """
 
 import dataclasses
-import json
 import math
 import os
 import time
 from dataclasses import dataclass
-
-# one BLAS thread: on a small shared machine, threads fighting over 2 cores made each training
-# step several times slower (set OPENBLAS_NUM_THREADS yourself to override)
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
@@ -50,8 +44,8 @@ import tinygen as tg
 from tinygen import optim
 from tinygen.backend import to_numpy
 from tinygen.checkpoint import save_checkpoint
-from tinygen.cli import parse_config
-from tinygen.data.images import iterate_minibatches
+from tinygen.cli import at_least, check_fields, parse_config, require
+from tinygen.data.loader import minibatch_steps
 from tinygen.data.png import image_grid, write_png
 from tinygen.data.shapes import (
     COLOURS,
@@ -77,67 +71,74 @@ from tinygen.models.dalle import (
 )
 from tinygen.optim import clip_grad_norm_
 from tinygen.optim.lr_scheduler import warmup_cosine
+from tinygen.report import save_curves, write_summary
 from tinygen.serialization import load
 
 
 @dataclass
 class TrainConfig:
     # data
-    n_train: int = 20_000          # captioned training images (seen colour–shape pairs)
-    n_test: int = 1000             # test images for the tokenizer's scores
+    n_train: int = at_least(20_000, 1)  # captioned training images (seen colour–shape pairs)
+    n_test: int = at_least(1000, 1)     # test images for the tokenizer's scores
     # the judge (attribute classifier)
-    judge_train: int = 20_000      # its training images, all 30 colour–shape pairs
-    judge_epochs: int = 4
+    judge_train: int = at_least(20_000, 1)  # its training images, all 30 colour–shape pairs
+    judge_epochs: int = at_least(4, 1)
     # stage 1: VQ-VAE
-    hidden: int = 64
-    n_codes: int = 128
-    code_dim: int = 32
-    beta: float = 0.25             # commitment cost
-    vq_iters: int = 1500
-    vq_batch: int = 64
-    vq_lr: float = 1e-3
-    restart_every: int = 100       # move codes unused for this many steps onto data
+    hidden: int = at_least(64, 1)
+    n_codes: int = at_least(128, 2)
+    code_dim: int = at_least(32, 1)
+    beta: float = at_least(0.25, 0.0)  # commitment cost
+    vq_iters: int = at_least(1500, 1)
+    vq_batch: int = at_least(64, 1)
+    vq_lr: float = at_least(1e-3, 0.0)
+    restart_every: int = at_least(100, 1)  # move codes unused for this many steps onto data
     # stage 2: the prior (a GPT over 10 text + 64 image tokens)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    prior_iters: int = 2000
-    prior_batch: int = 64
-    learning_rate: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    n_layer: int = at_least(4, 1)
+    n_head: int = at_least(4, 1)
+    n_embd: int = at_least(128, 1)     # a multiple of n_head
+    prior_iters: int = at_least(2000, 1)
+    prior_batch: int = at_least(64, 1)
+    learning_rate: float = at_least(1e-3, 0.0)
+    min_lr: float = at_least(1e-4, 0.0)
+    warmup_iters: int = at_least(100, 0)
+    weight_decay: float = at_least(0.1, 0.0)
+    grad_clip: float = at_least(1.0, 0.0)
     # drawing
-    samples_per_prompt: int = 16   # N drawings per caption; CLIP keeps the best
-    temperature: float = 1.0
-    top_k: int = 0                 # 0: sample from all codes
+    samples_per_prompt: int = at_least(16, 1)  # N drawings per caption; CLIP keeps the best
+    temperature: float = at_least(1.0, 0.0)
+    top_k: int = at_least(0, 0)        # 0: sample from all codes
     # CLIP for reranking: a checkpoint of demos/clip.py; empty: train one here
     clip: str = ""
-    clip_iters: int = 1600
+    clip_iters: int = at_least(1600, 1)
     # logging and outputs
-    log_interval: int = 250
+    log_interval: int = at_least(250, 1)
     out_dir: str = "out/dalle"
-    grid_prompts: int = 12         # rows of heldout.png
+    grid_prompts: int = at_least(12, 1)  # rows of heldout.png
     # run
     device: str = "cpu"
+    threads: int = at_least(1, 1)      # BLAS threads (1: threads fighting over 2 busy
+    #                                    cores made each training step several times slower)
     seed: int = 1337
-    smoke: bool = False            # a tiny run of a few seconds
+    smoke: bool = False                # a tiny run of a few seconds
+
+    def __post_init__(self):
+        check_fields(self)
+        require(self.n_embd % self.n_head == 0, "n_head", self.n_head,
+                f"must divide n_embd={self.n_embd}")
+        for name in ("vq_batch", "prior_batch"):
+            require(getattr(self, name) <= self.n_train, name, getattr(self, name),
+                    f"must be <= n_train={self.n_train}")
+        require(not self.clip or os.path.isfile(self.clip), "clip", self.clip, "no such file")
 
 
-def parse_args():
-    cfg = parse_config(TrainConfig, __doc__)
-    if cfg.smoke:
-        cfg = dataclasses.replace(cfg, n_train=256, n_test=64, judge_train=256, judge_epochs=1,
-                                  hidden=16, n_codes=32, code_dim=8, vq_iters=4, vq_batch=16,
-                                  restart_every=2, n_layer=1, n_head=2, n_embd=32,
-                                  prior_iters=4, prior_batch=16, warmup_iters=2,
-                                  samples_per_prompt=2, clip_iters=4, log_interval=2,
-                                  grid_prompts=2)
-    return cfg
+SMOKE = {"n_train": 256, "n_test": 64, "judge_train": 256, "judge_epochs": 1, "hidden": 16,
+         "n_codes": 32, "code_dim": 8, "vq_iters": 4, "vq_batch": 16, "restart_every": 2,
+         "n_layer": 1, "n_head": 2, "n_embd": 32, "prior_iters": 4, "prior_batch": 16,
+         "warmup_iters": 2, "samples_per_prompt": 2, "clip_iters": 4, "log_interval": 2,
+         "grid_prompts": 2}
 
-
-cfg = parse_args()
+cfg = parse_config(TrainConfig, __doc__, smoke=SMOKE)
+tg.set_num_threads(cfg.threads)
 os.makedirs(cfg.out_dir, exist_ok=True)
 tg.manual_seed(cfg.seed)
 batch_rng = np.random.default_rng(cfg.seed)  # minibatch order and codebook restarts
@@ -182,35 +183,31 @@ vqvae = VQVAE(vq_config)
 vqvae.to(cfg.device)
 vq_opt = optim.Adam(vqvae.parameters(), lr=cfg.vq_lr)
 quantizer = vqvae.quantizer
-it = 0
-while it < cfg.vq_iters:
-    for idx in iterate_minibatches(cfg.n_train, cfg.vq_batch, batch_rng, drop_last=True):
-        if it == cfg.vq_iters:
-            break
-        images = tg.tensor(train.images[idx], device=cfg.device)
-        if it == 0:  # k-means on the first batch's encoder outputs: every code starts on data
-            with tg.no_grad():
-                z_e = vqvae.encode(images)
-            quantizer.init_from(z_e.permute(0, 2, 3, 1).reshape(-1, cfg.code_dim).data,
-                                seed=cfg.seed)
-        for group in vq_opt.param_groups:
-            group["lr"] = lr_at(it, cfg.vq_iters, cfg.vq_lr)
-        recon, codes, loss = vqvae(images)
-        vq_opt.zero_grad()
-        loss.backward()
-        vq_opt.step()
-        restarted = 0
-        # restarts stop for the last fifth of training, so the final codes get to settle
-        if (it + 1) % cfg.restart_every == 0 and it < 0.8 * cfg.vq_iters:
-            with tg.no_grad():
-                z_e = vqvae.encode(images)
-            restarted = quantizer.restart_dead_codes(
-                z_e.permute(0, 2, 3, 1).reshape(-1, cfg.code_dim).data,
-                seed=int(batch_rng.integers(2**32)))
-        if it % cfg.log_interval == 0 or it == cfg.vq_iters - 1 or restarted:
-            print(f"vq-vae iter {it}: loss {loss.item():.5f}"
-                  + (f", restarted {restarted} dead codes" if restarted else ""))
-        it += 1
+vq_losses = []  # for loss.png
+for it, idx in minibatch_steps(cfg.n_train, cfg.vq_batch, cfg.vq_iters, batch_rng):
+    images = tg.tensor(train.images[idx], device=cfg.device)
+    if it == 0:  # k-means on the first batch's encoder outputs: every code starts on data
+        with tg.no_grad():
+            z_e = vqvae.encode(images)
+        quantizer.init_from(z_e.permute(0, 2, 3, 1).reshape(-1, cfg.code_dim).data,
+                            seed=cfg.seed)
+    vq_opt.set_lr(lr_at(it, cfg.vq_iters, cfg.vq_lr))
+    recon, codes, loss = vqvae(images)
+    vq_opt.zero_grad()
+    loss.backward()
+    vq_opt.step()
+    vq_losses.append(loss.item())
+    restarted = 0
+    # restarts stop for the last fifth of training, so the final codes get to settle
+    if (it + 1) % cfg.restart_every == 0 and it < 0.8 * cfg.vq_iters:
+        with tg.no_grad():
+            z_e = vqvae.encode(images)
+        restarted = quantizer.restart_dead_codes(
+            z_e.permute(0, 2, 3, 1).reshape(-1, cfg.code_dim).data,
+            seed=int(batch_rng.integers(2**32)))
+    if it % cfg.log_interval == 0 or it == cfg.vq_iters - 1 or restarted:
+        print(f"vq-vae iter {it}: loss {vq_losses[-1]:.5f}"
+              + (f", restarted {restarted} dead codes" if restarted else ""))
 vqvae.eval()
 with tg.no_grad():
     recon_mse, recon_mse_heldout = (
@@ -236,25 +233,21 @@ prior.to(cfg.device)
 prior_opt = prior.gpt.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (0.9, 0.95))
 print(f"prior: {prior.num_parameters() / 1e6:.2f}M parameters, sequences of "
       f"{prior_config.text_len} + {prior_config.image_tokens} tokens")
-it = 0
-while it < cfg.prior_iters:
-    for idx in iterate_minibatches(cfg.n_train, cfg.prior_batch, batch_rng, drop_last=True):
-        if it == cfg.prior_iters:
-            break
-        for group in prior_opt.param_groups:
-            group["lr"] = lr_at(it, cfg.prior_iters, cfg.learning_rate)
-        loss = prior(train_text[idx], train_tokens[idx])
-        prior_opt.zero_grad()
-        loss.backward()
-        if cfg.grad_clip:
-            clip_grad_norm_(prior.parameters(), cfg.grad_clip)
-        prior_opt.step()
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"the prior's loss became {loss_value} at step {it}")
-        if it % cfg.log_interval == 0 or it == cfg.prior_iters - 1:
-            print(f"prior iter {it}: loss {loss_value:.4f} nats per image token")
-        it += 1
+prior_losses = []
+for it, idx in minibatch_steps(cfg.n_train, cfg.prior_batch, cfg.prior_iters, batch_rng):
+    prior_opt.set_lr(lr_at(it, cfg.prior_iters, cfg.learning_rate))
+    loss = prior(train_text[idx], train_tokens[idx])
+    prior_opt.zero_grad()
+    loss.backward()
+    if cfg.grad_clip:
+        clip_grad_norm_(prior.parameters(), cfg.grad_clip)
+    prior_opt.step()
+    loss_value = loss.item()
+    prior_losses.append(loss_value)
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"the prior's loss became {loss_value} at step {it}")
+    if it % cfg.log_interval == 0 or it == cfg.prior_iters - 1:
+        print(f"prior iter {it}: loss {loss_value:.4f} nats per image token")
 seconds["prior"] = time.time() - t0
 save_checkpoint(os.path.join(cfg.out_dir, "prior.safetensors"), prior, prior_opt,
                 cfg.prior_iters, model_config=dataclasses.asdict(prior_config),
@@ -365,6 +358,7 @@ summary = {
     **{f"seconds_{k}": round(v, 1) for k, v in seconds.items()},
     "device": cfg.device, "seed": cfg.seed,
 }
-with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f)
-print(json.dumps(summary))
+save_curves(os.path.join(cfg.out_dir, "loss.png"),
+            {"vq-vae (mse + commitment)": vq_losses, "prior (nats per image token)": prior_losses},
+            title="DALL·E: stage 1 and stage 2 training losses")
+write_summary(cfg.out_dir, summary)

@@ -26,17 +26,16 @@ Measured with the defaults on the 2-core development machine, seeds 0 / 1 / 2:
            4.5 min (4 min of GAN training + 35 s for the judge, which later runs reuse)
 """
 
-import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 import tinygen as tg
 from tinygen import optim
-from tinygen.cli import config_parser
+from tinygen.cli import at_least, between, check_fields, config_parser, one_of, or_exit, require
 from tinygen.data.images import iterate_minibatches, load_images, to_float
 from tinygen.data.png import BLACK, GREY, RED, image_grid, scatter_plot, write_png
 from tinygen.data.toys import grid_distribution, ring_distribution
@@ -49,6 +48,7 @@ from tinygen.models.gan import (
     sample,
     train_step,
 )
+from tinygen.report import save_curves, write_summary
 
 TOYS = ("ring", "grid")
 IMAGES = ("fashion", "mnist")
@@ -56,31 +56,41 @@ IMAGES = ("fashion", "mnist")
 
 @dataclass
 class TrainConfig:
-    dataset: str = field(default="ring", metadata={"choices": TOYS + IMAGES})
+    dataset: str = one_of(*TOYS, *IMAGES)
     # ring | grid: the 2-D toys; fashion | mnist: 28x28 images
     data: str = ""              # a folder with IDX files; fashion without it: Debian's copy
     out_dir: str = ""           # empty: out/gan-<dataset>
     seed: int = 0
     # the game; None means the dataset's default, from DEFAULTS below
-    loss: str = field(default="nonsaturating", metadata={"choices": ["nonsaturating", "hinge"]})
-    pac: int = None             # PacGAN packing: D judges this many samples at once
-    steps: int = None           # training steps (one D update and one G update each)
-    batch_size: int = None      # real samples per step (a multiple of pac)
-    lr: float = None            # Adam learning rate of both nets, decayed linearly to lr/10
-    beta1: float = 0.5          # Adam beta1 (DCGAN: 0.5, not 0.9, steadies the game)
-    z_dim: int = None           # size of the noise z
-    width: int = None           # hidden units of the toy MLPs / ngf = ndf of DCGAN
-    n_layers: int = 4           # hidden layers of each toy MLP
-    batch_norm: int = None      # 1: batch norm in the toy G (as PacGAN's); DCGAN always has it
-    r1_gamma: float = None      # R1 penalty on the toy D, gamma/2 E||grad_x D(x)||^2 (0: off)
-    r1_every: int = None        # lazy R1: every this many steps, weighted by as much (StyleGAN2)
+    loss: str = one_of("nonsaturating", "hinge")
+    pac: int = at_least(None, 1)  # PacGAN packing: D judges this many samples at once
+    steps: int = at_least(None, 1)  # training steps (one D update and one G update each)
+    batch_size: int = at_least(None, 1)  # real samples per step (a multiple of pac)
+    lr: float = at_least(None, 0.0)  # Adam learning rate of both nets, decayed linearly to lr/10
+    beta1: float = between(0.5, 0.0, 1.0)  # Adam beta1 (DCGAN: 0.5, not 0.9, steadies the game)
+    z_dim: int = at_least(None, 1)  # size of the noise z
+    width: int = at_least(None, 1)  # hidden units of the toy MLPs / ngf = ndf of DCGAN
+    n_layers: int = at_least(4, 1)  # hidden layers of each toy MLP
+    batch_norm: int = between(None, 0, 1)  # 1: batch norm in the toy G (as PacGAN's); DCGAN: always
+    r1_gamma: float = at_least(None, 0.0)  # R1 penalty on the toy D, gamma/2 E||grad_x D(x)||^2
+    r1_every: int = at_least(None, 1)  # lazy R1: every this many steps, weighted by as much
     # evaluation
-    n_eval: int = None          # samples scored at the end (2,500 for toys, as the papers)
-    log_interval: int = None
+    n_eval: int = at_least(None, 1)  # samples scored at the end (2,500 for toys, as the papers)
+    log_interval: int = at_least(None, 1)
     classifier: str = ""        # where the judge classifier is cached (images only);
                                 # empty: <out_dir>/classifier.safetensors
-    classifier_epochs: int = 10  # its training epochs (it always uses seed 0: a fixed judge)
+    classifier_epochs: int = at_least(10, 1)  # its training epochs (always seed 0: a fixed judge)
     smoke: bool = False         # a run of a few seconds
+
+    def __post_init__(self):
+        check_fields(self)
+        require(self.dataset != "mnist" or self.data, "dataset", self.dataset,
+                "mnist needs --data, a folder with its IDX files")
+        if self.batch_size is not None and self.pac is not None:
+            require(self.batch_size % self.pac == 0, "batch_size", self.batch_size,
+                    f"must be a multiple of pac={self.pac}")
+        require(not self.r1_gamma or self.dataset in TOYS, "r1_gamma", self.r1_gamma,
+                "the R1 penalty is implemented for the toy MLPs only (ring, grid)")
 
 
 TOY = {"pac": 2, "steps": 8000, "batch_size": 256, "lr": 2e-4, "z_dim": 2, "width": 256,
@@ -105,18 +115,17 @@ SMOKE = {
 
 def parse_args():
     parser = config_parser(TrainConfig, __doc__)
-    cfg = TrainConfig(**vars(parser.parse_args()))
-    given = {k: v for k, v in vars(cfg).items() if v is not None}
-    if cfg.smoke:  # tiny sizes, in place of the defaults and of any flags for the same fields
-        given.update(SMOKE["toy" if cfg.dataset in TOYS else "image"])
-    cfg = TrainConfig(**{**DEFAULTS[cfg.dataset], **given})
-    if not cfg.out_dir:
-        cfg.out_dir = os.path.join("out", f"gan-{cfg.dataset}")
-    if cfg.r1_gamma and cfg.dataset not in TOYS:
-        parser.error("--r1_gamma: the R1 penalty is implemented for the toy MLPs only")
-    if cfg.batch_size % cfg.pac:
-        parser.error(f"--batch_size {cfg.batch_size} must be a multiple of --pac {cfg.pac}")
-    return cfg
+    given = {k: v for k, v in vars(parser.parse_args()).items() if v is not None}
+
+    def make():  # the dataset's defaults, then the flags given (then --smoke's tiny sizes)
+        if given["smoke"]:
+            given.update(SMOKE["toy" if given["dataset"] in TOYS else "image"])
+        cfg = TrainConfig(**{**DEFAULTS[given["dataset"]], **given})
+        if not cfg.out_dir:
+            cfg.out_dir = os.path.join("out", f"gan-{cfg.dataset}")
+        return cfg
+
+    return or_exit(make, TrainConfig, parser.prog)
 
 
 cfg = parse_args()
@@ -173,15 +182,17 @@ print(f"G: {G.num_parameters():,} parameters, D: {D.num_parameters():,} (pac {cf
 # ---- training loop ------------------------------------------------------------------------
 batches = real_batches()
 t_train = time.time()
+d_losses, g_losses = [], []  # for loss.png
 for step in range(cfg.steps):
     lr = cfg.lr * (1 - 0.9 * step / cfg.steps)  # linear decay to lr/10 sharpens the modes
-    for opt in (opt_g, opt_d):
-        for group in opt.param_groups:
-            group["lr"] = lr
+    opt_g.set_lr(lr)
+    opt_d.set_lr(lr)
     r1_gamma = cfg.r1_gamma * cfg.r1_every if step % cfg.r1_every == 0 else 0.0  # lazy R1
     d_loss, g_loss = train_step(G, D, opt_g, opt_d, next(batches), cfg.loss, r1_gamma)
     if not (math.isfinite(d_loss) and math.isfinite(g_loss)):
         raise FloatingPointError(f"the losses became D {d_loss}, G {g_loss} at step {step}")
+    d_losses.append(d_loss)
+    g_losses.append(g_loss)
     if step % cfg.log_interval == 0 or step == cfg.steps - 1:
         elapsed = time.time() - t_train
         print(f"step {step}: D loss {d_loss:.4f}, G loss {g_loss:.4f}, lr {lr:.1e}, "
@@ -221,10 +232,11 @@ else:
              os.path.join(cfg.out_dir, f"{cfg.dataset}_real.png")]
     write_png(paths[0], image_grid(fake[:64, 0], nrow=8))
     write_png(paths[1], image_grid(x_test[:64, 0], nrow=8))
+paths.append(save_curves(os.path.join(cfg.out_dir, f"{cfg.dataset}_loss.png"),
+                         {"D loss": d_losses, "G loss": g_losses},
+                         title=f"GAN ({cfg.dataset}) training losses"))
 print("pictures: " + ", ".join(paths))
 
 summary.update({"pictures": paths, "train_seconds": round(train_seconds, 1),
                 "seconds": round(time.time() - t_start, 1)})
-with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f)
-print(json.dumps(summary))
+write_summary(cfg.out_dir, summary)

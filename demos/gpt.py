@@ -2,18 +2,32 @@
 loop -> checkpoint -> samples, top to bottom (after nanoGPT's train.py and sample.py).
 
     python demos/gpt.py                        # the Python standard library's sources
-    python demos/gpt.py --text ../shared/data/tinyshakespeare.txt --tokenizer char
+    python demos/gpt.py --text input.txt --tokenizer char   # any UTF-8 text file
     python demos/gpt.py --resume               # continue from <out_dir>/ckpt.safetensors
     python demos/gpt.py --sample --prompt "def "   # only sample from the saved checkpoint
+    python demos/gpt.py --model mygpt:MyGPT    # train your own model class with this loop
     python demos/gpt.py --smoke                # a few seconds, to check that it all runs
 
-It ends with one JSON line of headline figures, also written to <out_dir>/summary.json.
+For Shakespeare as in nanoGPT, download Karpathy's tinyshakespeare (char-rnn's
+data/tinyshakespeare/input.txt, 1.1 MB) and pass its path with --text.
+
+Your own model: `--model module:Class` imports `module` (from the current folder or
+PYTHONPATH) and builds `Class(GPTConfig(...))`; the class needs GPT's interface:
+`model(idx, targets) -> (logits, loss)`, `configure_optimizers(weight_decay,
+learning_rate, betas)`, `generate(idx, max_new_tokens, temperature, top_k)`,
+`num_parameters()` (subclassing tinygen.models.gpt.GPT gives all four). Or, from Python:
+`main(argv, build_model=lambda cfg, model_config: MyGPT(model_config))`.
+
+It ends with one JSON line of headline figures, also written to <out_dir>/summary.json,
+and draws the training and validation losses into <out_dir>/loss.png.
 """
 
 import dataclasses
-import json
+import importlib
 import math
 import os
+import re
+import sys
 import time
 from dataclasses import dataclass
 
@@ -21,7 +35,7 @@ import numpy as np
 
 import tinygen as tg
 from tinygen.checkpoint import load_checkpoint, save_checkpoint
-from tinygen.cli import parse_config
+from tinygen.cli import at_least, between, check_fields, one_of, or_exit, parse_config, require
 from tinygen.data import (
     BPETokenizer,
     CharTokenizer,
@@ -35,197 +49,243 @@ from tinygen.data import (
 from tinygen.models.gpt import GPT, GPTConfig
 from tinygen.optim import clip_grad_norm_
 from tinygen.optim.lr_scheduler import warmup_cosine
+from tinygen.report import save_curves, write_summary
 
 
 @dataclass
 class TrainConfig:
     # data
     text: str = ""                 # a UTF-8 file to train on; empty: the stdlib's sources
-    corpus_bytes: int = 2_000_000  # how much of the default corpus to use
-    tokenizer: str = "auto"        # char | bpe | auto (bpe for the default corpus)
-    bpe_vocab_size: int = 512      # vocabulary of the BPE tokenizer (256 bytes + merges)
+    corpus_bytes: int = at_least(2_000_000, 1)  # how much of the default corpus to use
+    tokenizer: str = one_of("auto", "char", "bpe")  # auto: bpe for the default corpus
+    bpe_vocab_size: int = at_least(512, 257)  # vocabulary of the BPE tokenizer (256 + merges)
     # model (nanoGPT's CPU config)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
+    model: str = ""                # "module:Class" to train your own class; empty: GPT
+    n_layer: int = at_least(4, 1)
+    n_head: int = at_least(4, 1)
+    n_embd: int = at_least(128, 1)  # a multiple of n_head
+    block_size: int = at_least(64, 1)
+    dropout: float = between(0.0, 0.0, 1.0)
     bias: bool = True
     # optimisation (nanoGPT's CPU recipe)
-    batch_size: int = 12
-    max_iters: int = 3000
-    learning_rate: float = 1e-3
-    min_lr: float = 1e-4           # cosine decay ends here
-    warmup_iters: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0         # 0 turns clipping off
+    batch_size: int = at_least(12, 1)
+    max_iters: int = at_least(3000, 0)
+    learning_rate: float = at_least(1e-3, 0.0)
+    min_lr: float = at_least(1e-4, 0.0)  # cosine decay ends here
+    warmup_iters: int = at_least(100, 0)
+    weight_decay: float = at_least(0.1, 0.0)
+    beta1: float = between(0.9, 0.0, 1.0)
+    beta2: float = between(0.99, 0.0, 1.0)
+    grad_clip: float = at_least(1.0, 0.0)  # 0 turns clipping off
     # evaluation, logging, checkpoints
-    eval_interval: int = 500
-    eval_iters: int = 20
-    log_interval: int = 100
+    eval_interval: int = at_least(500, 1)
+    eval_iters: int = at_least(20, 1)
+    log_interval: int = at_least(100, 1)
     out_dir: str = "out/gpt"
     resume: bool = False
     # sampling
     sample: bool = False           # skip training: load the checkpoint and sample
     prompt: str = "\n"
-    num_samples: int = 2
-    max_new_tokens: int = 300
-    temperature: float = 0.8
-    top_k: int = 40
+    num_samples: int = at_least(2, 1)
+    max_new_tokens: int = at_least(300, 0)
+    temperature: float = at_least(0.8, 0.0)  # 0: always the most likely token
+    top_k: int = at_least(40, 0)   # 0: sample from the whole vocabulary
     # run
-    device: str = "cpu"
+    device: str = "cpu"            # cpu | cuda | cuda:N
     seed: int = 1337
     smoke: bool = False            # a tiny run of a few seconds
 
+    def __post_init__(self):
+        check_fields(self)
+        require(self.n_embd % self.n_head == 0, "n_head", self.n_head,
+                f"must divide n_embd={self.n_embd} (each head gets n_embd / n_head channels)")
+        require(self.min_lr <= self.learning_rate, "min_lr", self.min_lr,
+                f"must be <= learning_rate={self.learning_rate}")
+        require(not self.text or os.path.isfile(self.text), "text", self.text,
+                "no such file")
+        ckpt = os.path.join(self.out_dir, "ckpt.safetensors")
+        for flag in ("resume", "sample"):
+            require(not getattr(self, flag) or os.path.isfile(ckpt), flag, True,
+                    f"needs a checkpoint, and {ckpt} does not exist (train first, or --out_dir)")
+        require(re.fullmatch(r"cpu|cuda(:\d+)?", self.device), "device", self.device,
+                "must be cpu, cuda or cuda:N")
+        require(not self.model or ":" in self.model, "model", self.model,
+                "must be module:Class (e.g. mygpt:MyGPT)")
+        self.model_config(vocab_size=1)  # GPTConfig's own checks, before any work
 
-def parse_args():
-    cfg = parse_config(TrainConfig, __doc__)
-    if cfg.smoke:
-        cfg = dataclasses.replace(cfg, max_iters=20, eval_interval=10, eval_iters=2,
-                                  log_interval=5, corpus_bytes=100_000, bpe_vocab_size=300,
-                                  n_layer=2, n_embd=32, n_head=2, block_size=32,
-                                  batch_size=4, max_new_tokens=40, num_samples=1)
-    return cfg
+    def model_config(self, vocab_size):
+        return GPTConfig(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+                         block_size=self.block_size, vocab_size=vocab_size,
+                         dropout=self.dropout, bias=self.bias)
 
 
-cfg = parse_args()
-os.makedirs(cfg.out_dir, exist_ok=True)
-ckpt_path = os.path.join(cfg.out_dir, "ckpt.safetensors")
-tg.manual_seed(cfg.seed)
-batch_rng = np.random.default_rng(cfg.seed)  # draws the training batches
+SMOKE = {"max_iters": 20, "eval_interval": 10, "eval_iters": 2, "log_interval": 5,
+         "corpus_bytes": 100_000, "bpe_vocab_size": 300, "n_layer": 2, "n_embd": 32,
+         "n_head": 2, "block_size": 32, "batch_size": 4, "max_new_tokens": 40, "num_samples": 1}
 
-# ---- sampling only: rebuild model and tokenizer from the checkpoint -----------------------
-if cfg.sample:
-    ckpt = tg.load(ckpt_path)
-    tokenizer = tokenizer_from_state_dict(ckpt["tokenizer"])
-    model = GPT(GPTConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+
+def model_class(spec):
+    """The class named by "module:Class" (tinygen's GPT for ""); the module is imported
+    from the current folder or PYTHONPATH."""
+    if not spec:
+        return GPT
+    module_name, _, class_name = spec.partition(":")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"model={spec}: cannot import {module_name} ({e})") from None
+    finally:
+        sys.path.pop(0)
+    if not hasattr(module, class_name):
+        raise ValueError(f"model={spec}: {module_name} has no {class_name}")
+    return getattr(module, class_name)
+
+
+def build_model(cfg, model_config):
+    """The model to train: `--model`'s class (tinygen's GPT by default) built from
+    `model_config`. Pass your own function to `main` to build anything else."""
+    return model_class(cfg.model)(model_config)
+
+
+def main(argv=None, build_model=build_model):
+    cfg = parse_config(TrainConfig, __doc__, argv, smoke=SMOKE)
+    or_exit(lambda: model_class(cfg.model), TrainConfig)  # a bad --model fails now, too
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.safetensors")
+    tg.manual_seed(cfg.seed)
+    batch_rng = np.random.default_rng(cfg.seed)  # draws the training batches
+
+    # ---- sampling only: rebuild model and tokenizer from the checkpoint -----------------------
+    if cfg.sample:
+        ckpt = tg.load(ckpt_path)
+        tokenizer = tokenizer_from_state_dict(ckpt["tokenizer"])
+        if not cfg.model:  # the class it was trained with, unless --model says otherwise
+            cfg = dataclasses.replace(cfg, model=ckpt.get("config", {}).get("model", ""))
+        model = build_model(cfg, GPTConfig(**ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+        model.to(cfg.device)
+        prompt = np.array([tokenizer.encode(cfg.prompt)] * cfg.num_samples)
+        t0 = time.time()
+        out = model.generate(tg.tensor(prompt, device=cfg.device), cfg.max_new_tokens,
+                             cfg.temperature, cfg.top_k)
+        for row in tg.tensor(out).numpy():
+            print(tokenizer.decode(row.tolist()))
+            print("-" * 60)
+        print(f"{cfg.num_samples * cfg.max_new_tokens / (time.time() - t0):.0f} tokens/s sampled")
+        return
+
+    # ---- data ---------------------------------------------------------------------------------
+    if cfg.text:
+        text, corpus = read_text(cfg.text), cfg.text
+    else:
+        text, corpus = default_corpus(cfg.corpus_bytes), "python-stdlib"
+    kind = cfg.tokenizer if cfg.tokenizer != "auto" else ("char" if cfg.text else "bpe")
+    if cfg.resume:
+        tokenizer = tokenizer_from_state_dict(tg.load(ckpt_path)["tokenizer"])
+    elif kind == "bpe":
+        tokenizer = BPETokenizer.train(text, cfg.bpe_vocab_size)
+    else:
+        tokenizer = CharTokenizer.from_text(text)
+    ids = encode_corpus(text, tokenizer).astype(np.int64)
+    train_ids, val_ids = train_val_split(ids, val_frac=0.1)
+    print(f"corpus {corpus}: {len(text):,} characters -> {len(ids):,} tokens "
+          f"({kind}, vocab {tokenizer.vocab_size}); train {len(train_ids):,}, "
+          f"val {len(val_ids):,}")
+
+    def batch(split):
+        x, y = get_batch(train_ids if split == "train" else val_ids, cfg.batch_size,
+                         cfg.block_size, batch_rng)
+        return tg.tensor(x, device=cfg.device), tg.tensor(y, device=cfg.device)
+
+    # ---- model and optimizer -----------------------------------------------------------------
+    model_config = cfg.model_config(tokenizer.vocab_size)
+    model = build_model(cfg, model_config)
     model.to(cfg.device)
-    prompt = np.array([tokenizer.encode(cfg.prompt)] * cfg.num_samples)
-    t0 = time.time()
-    out = model.generate(tg.tensor(prompt, device=cfg.device), cfg.max_new_tokens,
-                         cfg.temperature, cfg.top_k)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
+                                           (cfg.beta1, cfg.beta2))
+    print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters on {cfg.device}")
+    start_iter, best_val = 0, float("inf")
+    if cfg.resume:
+        ckpt = load_checkpoint(ckpt_path, model, optimizer, rngs={"batches": batch_rng},
+                               device=cfg.device)
+        start_iter, best_val = ckpt["step"], ckpt["best_val_loss"]
+        print(f"resumed from {ckpt_path} at step {start_iter}")
+
+    @tg.no_grad()
+    def estimate_loss():
+        """Mean loss over eval_iters batches of each split (no dropout)."""
+        with model.evaluating():
+            return {split: float(np.mean([model(*batch(split))[1].item()
+                                          for _ in range(cfg.eval_iters)]))
+                    for split in ("train", "val")}
+
+    def checkpoint(step, best):
+        save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
+                        best_val_loss=best, model_config=dataclasses.asdict(model_config),
+                        config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
+
+    # ---- training loop ------------------------------------------------------------------------
+    tokens_per_iter = cfg.batch_size * cfg.block_size
+    t_start = time.time()
+    losses = {}
+    train_time, trained = 0.0, 0
+    curves = {"train": ([], []), "val": ([], [])}  # (steps, losses) for loss.png
+    for it in range(start_iter, cfg.max_iters + 1):
+        lr = warmup_cosine(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.max_iters)
+        optimizer.set_lr(lr)
+        if it % cfg.eval_interval == 0 or it == cfg.max_iters:
+            losses = estimate_loss()
+            print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            best_val = min(best_val, losses["val"])
+            curves["val"][0].append(it)
+            curves["val"][1].append(losses["val"])
+            if it > start_iter:
+                checkpoint(it, best_val)
+        if it == cfg.max_iters:
+            break
+        t0 = time.time()
+        _, loss = model(*batch("train"))
+        optimizer.zero_grad()
+        loss.backward()
+        if cfg.grad_clip:
+            clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        loss_value = loss.item()  # waits for the GPU, so the timing below is honest
+        train_time += time.time() - t0
+        trained += 1
+        curves["train"][0].append(it)
+        curves["train"][1].append(loss_value)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"the training loss became {loss_value} at step {it}; stopping. The last good "
+                f"checkpoint is {ckpt_path} (if one was written)")
+        if it % cfg.log_interval == 0:
+            tok_s = trained * tokens_per_iter / max(train_time, 1e-9)
+            left = (cfg.max_iters - it) * train_time / trained
+            print(f"iter {it}: loss {loss_value:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s, "
+                  f"{left:.0f}s left")
+
+    # ---- samples ------------------------------------------------------------------------------
+    prompt = tokenizer.encode(cfg.prompt if kind == "char" or cfg.text else "def ")
+    idx = tg.tensor(np.array([prompt] * cfg.num_samples), device=cfg.device)
+    out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k)
     for row in tg.tensor(out).numpy():
-        print(tokenizer.decode(row.tolist()))
         print("-" * 60)
-    print(f"{cfg.num_samples * cfg.max_new_tokens / (time.time() - t0):.0f} tokens/s sampled")
-    raise SystemExit
-
-# ---- data ---------------------------------------------------------------------------------
-if cfg.text:
-    text, corpus = read_text(cfg.text), cfg.text
-else:
-    text, corpus = default_corpus(cfg.corpus_bytes), "python-stdlib"
-kind = cfg.tokenizer if cfg.tokenizer != "auto" else ("char" if cfg.text else "bpe")
-if cfg.resume:
-    tokenizer = tokenizer_from_state_dict(tg.load(ckpt_path)["tokenizer"])
-elif kind == "bpe":
-    tokenizer = BPETokenizer.train(text, cfg.bpe_vocab_size)
-else:
-    tokenizer = CharTokenizer.from_text(text)
-ids = encode_corpus(text, tokenizer).astype(np.int64)
-train_ids, val_ids = train_val_split(ids, val_frac=0.1)
-print(f"corpus {corpus}: {len(text):,} characters -> {len(ids):,} tokens "
-      f"({kind}, vocab {tokenizer.vocab_size}); train {len(train_ids):,}, val {len(val_ids):,}")
-
-
-def batch(split):
-    x, y = get_batch(train_ids if split == "train" else val_ids, cfg.batch_size,
-                     cfg.block_size, batch_rng)
-    return tg.tensor(x, device=cfg.device), tg.tensor(y, device=cfg.device)
-
-
-# ---- model and optimizer -----------------------------------------------------------------
-model_config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                         block_size=cfg.block_size, vocab_size=tokenizer.vocab_size,
-                         dropout=cfg.dropout, bias=cfg.bias)
-model = GPT(model_config)
-model.to(cfg.device)
-optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
-                                       (cfg.beta1, cfg.beta2))
-print(f"GPT: {model.num_parameters() / 1e6:.2f}M parameters on {cfg.device}")
-start_iter, best_val = 0, float("inf")
-if cfg.resume:
-    ckpt = load_checkpoint(ckpt_path, model, optimizer, rngs={"batches": batch_rng},
-                           device=cfg.device)
-    start_iter, best_val = ckpt["step"], ckpt["best_val_loss"]
-    print(f"resumed from {ckpt_path} at step {start_iter}")
-
-
-@tg.no_grad()
-def estimate_loss():
-    """Mean loss over eval_iters batches of each split (no dropout)."""
-    model.eval()
-    out = {}
-    for split in ("train", "val"):
-        out[split] = float(np.mean([model(*batch(split))[1].item()
-                                    for _ in range(cfg.eval_iters)]))
-    model.train()
-    return out
-
-
-def checkpoint(step, best):
-    save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
-                    best_val_loss=best, model_config=dataclasses.asdict(model_config),
-                    config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
-
-
-# ---- training loop ------------------------------------------------------------------------
-tokens_per_iter = cfg.batch_size * cfg.block_size
-t_start = time.time()
-t_last, losses = time.time(), {}
-train_time, trained = 0.0, 0
-for it in range(start_iter, cfg.max_iters + 1):
-    lr = warmup_cosine(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.max_iters)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-        losses = estimate_loss()
-        print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        best_val = min(best_val, losses["val"])
-        if it > start_iter:
-            checkpoint(it, best_val)
-    if it == cfg.max_iters:
-        break
-    t0 = time.time()
-    _, loss = model(*batch("train"))
-    optimizer.zero_grad()
-    loss.backward()
-    if cfg.grad_clip:
-        clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    loss_value = loss.item()  # waits for the GPU, so the timing below is honest
-    train_time += time.time() - t0
-    trained += 1
-    if not math.isfinite(loss_value):
-        raise FloatingPointError(
-            f"the training loss became {loss_value} at step {it}; stopping. The last good "
-            f"checkpoint is {ckpt_path} (if one was written)")
-    if it % cfg.log_interval == 0:
-        tok_s = trained * tokens_per_iter / max(train_time, 1e-9)
-        left = (cfg.max_iters - it) * train_time / trained
-        print(f"iter {it}: loss {loss_value:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s, "
-              f"{left:.0f}s left")
-
-# ---- samples ------------------------------------------------------------------------------
-prompt = tokenizer.encode(cfg.prompt if kind == "char" or cfg.text else "def ")
-idx = tg.tensor(np.array([prompt] * cfg.num_samples), device=cfg.device)
-out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k)
-for row in tg.tensor(out).numpy():
+        print(tokenizer.decode(row.tolist()))
     print("-" * 60)
-    print(tokenizer.decode(row.tolist()))
-print("-" * 60)
 
-summary = {
-    "val_loss": round(losses["val"], 4), "train_loss": round(losses["train"], 4),
-    "best_val_loss": round(best_val, 4),
-    "tokens_per_s": round(trained * tokens_per_iter / max(train_time, 1e-9)),
-    "seconds": round(time.time() - t_start, 1), "iters": cfg.max_iters,
-    "params": model.num_parameters(), "corpus": corpus, "tokenizer": kind,
-    "vocab_size": tokenizer.vocab_size, "device": cfg.device, "seed": cfg.seed,
-}
-with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f)
-print(json.dumps(summary))
+    summary = {
+        "val_loss": round(losses["val"], 4), "train_loss": round(losses["train"], 4),
+        "best_val_loss": round(best_val, 4),
+        "tokens_per_s": round(trained * tokens_per_iter / max(train_time, 1e-9)),
+        "seconds": round(time.time() - t_start, 1), "iters": cfg.max_iters,
+        "params": model.num_parameters(), "corpus": corpus, "tokenizer": kind,
+        "vocab_size": tokenizer.vocab_size, "device": cfg.device, "seed": cfg.seed,
+    }
+    save_curves(os.path.join(cfg.out_dir, "loss.png"), curves, title="GPT loss")
+    write_summary(cfg.out_dir, summary)
+
+
+if __name__ == "__main__":
+    main()

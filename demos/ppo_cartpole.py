@@ -8,25 +8,20 @@ Config -> environments -> agent -> (rollout -> advantages -> update) in a loop -
 
 It ends with one JSON line of headline figures, also written to <out_dir>/summary.json;
 mean_return is the mean return of the last 100 finished episodes (500 is the maximum).
+returns.png draws that mean through training, loss.png the update's losses and entropy.
 """
 
 import dataclasses
-import json
 import os
 import time
 from collections import deque
 from dataclasses import dataclass
 
-# The matrices here are tiny (128 x 64 at most). OpenBLAS's worker threads cost more than
-# they save on them, and they stall whenever another process holds a core: on a busy
-# 2-core machine the update ran 40x slower with them. One thread, unless you ask for more;
-# this must be set before NumPy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import numpy as np
 
 import tinygen as tg
-from tinygen.cli import parse_config
+from tinygen.cli import at_least, between, check_fields, parse_config, require
+from tinygen.report import save_curves, write_summary
 from tinygen.rl.cartpole import CartPole
 from tinygen.rl.ppo import (
     Agent,
@@ -41,18 +36,31 @@ from tinygen.rl.ppo import (
 @dataclass
 class Args(PPOConfig):  # the update's fields (clip_coef, ent_coef, ...) come from PPOConfig
     seed: int = 1
-    total_timesteps: int = 500_000  # environment steps, over all environments
-    learning_rate: float = 2.5e-4
-    num_envs: int = 4               # CartPoles run side by side
-    num_steps: int = 128            # steps per environment in each rollout
+    total_timesteps: int = at_least(500_000, 1)  # environment steps, over all environments
+    learning_rate: float = at_least(2.5e-4, 0.0)
+    num_envs: int = at_least(4, 1)  # CartPoles run side by side
+    num_steps: int = at_least(128, 1)  # steps per environment in each rollout
     anneal_lr: bool = True          # learning rate falls linearly to 0 over the run
-    gamma: float = 0.99             # discount
-    gae_lambda: float = 0.95        # λ of generalised advantage estimation
-    adam_eps: float = 1e-5
-    log_interval: int = 20          # iterations between log lines
+    gamma: float = between(0.99, 0.0, 1.0)  # discount
+    gae_lambda: float = between(0.95, 0.0, 1.0)  # λ of generalised advantage estimation
+    adam_eps: float = at_least(1e-5, 0.0)
+    log_interval: int = at_least(20, 1)  # iterations between log lines
     out_dir: str = "out/ppo_cartpole"
     device: str = "cpu"
+    # The matrices here are tiny (128 x 64 at most). OpenBLAS's worker threads cost more than
+    # they save on them, and they stall whenever another process holds a core: on a busy
+    # 2-core machine the update ran 40x slower with them. One thread, unless you ask for more.
+    threads: int = at_least(1, 1)   # BLAS threads
     smoke: bool = False             # a tiny run of a few seconds
+
+    def __post_init__(self):
+        super().__post_init__()  # the library config's own checks
+        check_fields(self)
+        batch = self.num_envs * self.num_steps
+        require(self.total_timesteps >= batch, "total_timesteps", self.total_timesteps,
+                f"must be >= num_envs * num_steps = {batch} (one rollout)")
+        require(self.num_minibatches <= batch, "num_minibatches", self.num_minibatches,
+                f"must be <= num_envs * num_steps = {batch}")
 
 
 def parse_args():
@@ -64,6 +72,7 @@ def parse_args():
 
 
 args = parse_args()
+tg.set_num_threads(args.threads)
 batch_size = args.num_envs * args.num_steps            # B: samples per rollout
 num_iterations = args.total_timesteps // batch_size
 os.makedirs(args.out_dir, exist_ok=True)
@@ -84,10 +93,11 @@ recent_returns = deque(maxlen=100)  # returns of the last 100 finished episodes
 next_obs = envs.reset()
 next_done = np.zeros(args.num_envs, dtype=np.float32)
 t_start = time.time()
+curves = {name: ([], []) for name in ("return", "policy_loss", "value_loss", "entropy")}
 for iteration in range(1, num_iterations + 1):
     if args.anneal_lr:
         frac = 1.0 - (iteration - 1.0) / num_iterations
-        optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+        optimizer.set_lr(frac * args.learning_rate)
 
     # 1. collect a rollout with the current policy
     next_obs, next_done, episode_returns = collect_rollout(agent, envs, storage, next_obs,
@@ -103,6 +113,10 @@ for iteration in range(1, num_iterations + 1):
 
     # 3. several epochs of minibatch steps on the clipped objective
     stats = ppo_update(agent, optimizer, storage.batch(advantages, returns), args)
+    for name in curves:
+        curves[name][0].append(global_step)
+        curves[name][1].append(np.mean(recent_returns) if name == "return" and recent_returns
+                               else stats.get(name, float("nan")))
 
     if iteration % args.log_interval == 0 or iteration == num_iterations:
         mean_return = np.mean(recent_returns) if recent_returns else float("nan")
@@ -121,6 +135,8 @@ summary = {
     "seconds": round(seconds, 1), "steps_per_s": round(global_step / seconds),
     "seed": args.seed, "device": args.device,
 }
-with open(os.path.join(args.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f)
-print(json.dumps(summary))
+save_curves(os.path.join(args.out_dir, "returns.png"), {"mean return": curves.pop("return")},
+            xlabel="environment step", title="PPO on CartPole: mean return of the last 100")
+save_curves(os.path.join(args.out_dir, "loss.png"), curves, xlabel="environment step",
+            title="PPO losses")
+write_summary(args.out_dir, summary)

@@ -21,25 +21,21 @@ rule's graded score decides; a tie (after PPO, nearly always: both exact) counts
 (win_rate), or ties are left out (win_rate_no_ties). KL is the sum over a response of
 log π - log π_ref, averaged over the policy's own samples: the sampled estimate of
 KL(π ‖ π_ref) in nats per response. It ends with one JSON line, also written to
-<out_dir>/summary.json.
+<out_dir>/summary.json, and draws each stage's training loss into <out_dir>/loss.png.
 """
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass
 
-# The matrices here are tiny; OpenBLAS's threads cost more than they save (see
-# demos/ppo_cartpole.py). Must be set before NumPy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import numpy as np
 
 import tinygen as tg
-from tinygen.cli import parse_config
+from tinygen.cli import at_least, between, check_fields, parse_config, require
 from tinygen.models.gpt import GPT, GPTConfig
 from tinygen.optim import clip_grad_norm_
+from tinygen.report import save_curves, write_summary
 from tinygen.rl.dpo import batched_sequence_logprob, dpo_batch_loss, implicit_reward_accuracy
 from tinygen.rl.reward_model import RewardModel, bradley_terry_loss, copy_gpt, pairwise_accuracy
 from tinygen.rl.rlhf import (
@@ -64,37 +60,52 @@ class Args(RLHFConfig):  # 4. PPO's fields (batch_size, clip_coef, kl_target, ..
     seed: int = 1
     out_dir: str = "out/rlhf"
     device: str = "cpu"
+    threads: int = at_least(1, 1)   # BLAS threads: the matrices here are tiny, and OpenBLAS's
+    #                                 threads cost more than they save (demos/ppo_cartpole.py)
     smoke: bool = False             # a tiny run of a few seconds
     # the task (tinygen/rl/task.py)
-    min_len: int = 3                # fewest letters in a prompt
-    max_len: int = 6                # most letters in a prompt
-    p_correct: float = 0.15         # how often a demonstration is exactly right
-    p_lazy: float = 0.4             # how often it stops one letter early (the habit)
-    eval_prompts: int = 1000        # held-out prompts for the before/after table
+    min_len: int = at_least(3, 1)   # fewest letters in a prompt
+    max_len: int = at_least(6, 1)   # most letters in a prompt
+    p_correct: float = between(0.15, 0.0, 1.0)  # how often a demonstration is exactly right
+    p_lazy: float = between(0.4, 0.0, 1.0)  # how often it stops one letter early (the habit)
+    eval_prompts: int = at_least(1000, 1)  # held-out prompts for the before/after table
     # the model: a char-level GPT
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
+    n_layer: int = at_least(2, 1)
+    n_head: int = at_least(4, 1)
+    n_embd: int = at_least(64, 1)   # a multiple of n_head
     # 1. supervised fine-tuning
-    sft_examples: int = 20_000      # demonstrations
-    sft_iters: int = 1500
-    sft_batch_size: int = 64
-    sft_lr: float = 1e-3
+    sft_examples: int = at_least(20_000, 1)  # demonstrations
+    sft_iters: int = at_least(1500, 0)
+    sft_batch_size: int = at_least(64, 1)
+    sft_lr: float = at_least(1e-3, 0.0)
     # 2-3. preferences and the reward model
-    pref_prompts: int = 10_000      # prompts with two SFT samples each (ties are dropped)
-    pref_holdout: float = 0.15      # fraction of pairs (on their own prompts) held out
-    rm_iters: int = 800
-    rm_batch_size: int = 64
-    rm_lr: float = 3e-4
+    pref_prompts: int = at_least(10_000, 2)  # prompts with two SFT samples each (ties dropped)
+    pref_holdout: float = between(0.15, 0.0, 1.0)  # fraction of pairs (own prompts) held out
+    rm_iters: int = at_least(800, 0)
+    rm_batch_size: int = at_least(64, 1)
+    rm_lr: float = at_least(3e-4, 0.0)
     # 4. PPO: the fields of tinygen.rl.rlhf.RLHFConfig, and
-    ppo_iters: int = 200            # rollouts
+    ppo_iters: int = at_least(200, 1)  # rollouts
     # 5. DPO
-    dpo_beta: float = 1.0           # β: strength of the implicit KL constraint
-    dpo_iters: int = 400
-    dpo_batch_size: int = 64        # pairs per step
-    dpo_lr: float = 5e-5
+    dpo_beta: float = at_least(1.0, 0.0)  # β: strength of the implicit KL constraint
+    dpo_iters: int = at_least(400, 0)
+    dpo_batch_size: int = at_least(64, 1)  # pairs per step
+    dpo_lr: float = at_least(5e-5, 0.0)
     # samples
-    num_samples: int = 6            # completions shown before/after
+    num_samples: int = at_least(6, 1)  # completions shown before/after
+
+    def __post_init__(self):
+        super().__post_init__()  # the library config's own checks
+        check_fields(self)
+        require(self.max_len >= self.min_len, "max_len", self.max_len,
+                f"must be >= min_len={self.min_len}")
+        require(self.p_correct + self.p_lazy <= 1, "p_lazy", self.p_lazy,
+                f"p_correct + p_lazy must be <= 1 (p_correct={self.p_correct})")
+        require(self.n_embd % self.n_head == 0, "n_head", self.n_head,
+                f"must divide n_embd={self.n_embd}")
+        require(self.num_minibatches <= self.batch_size, "num_minibatches",
+                self.num_minibatches, f"must be <= batch_size={self.batch_size}")
+        require(self.dpo_beta > 0, "dpo_beta", self.dpo_beta, "must be > 0")
 
 
 def parse_args():
@@ -107,11 +118,13 @@ def parse_args():
 
 
 args = parse_args()
+tg.set_num_threads(args.threads)
 os.makedirs(args.out_dir, exist_ok=True)
 tg.manual_seed(args.seed)                  # weights, sampling, minibatch order
 rng = np.random.default_rng(args.seed)     # the task's prompts and demonstrations
 t_start = time.time()
 stage_seconds = {}
+curves = {"SFT loss": [], "reward model loss": [], "PPO value loss": [], "DPO loss": []}
 
 
 def log_stage(name, t0):
@@ -165,8 +178,9 @@ for it in range(args.sft_iters + 1):
     loss.backward()
     clip_grad_norm_(sft.parameters(), 1.0)
     optimizer.step()
+    curves["SFT loss"].append(loss.item())
     if it % max(args.sft_iters // 5, 1) == 0:
-        print(f"sft iter {it:5d}: loss {loss.item():.4f}")
+        print(f"sft iter {it:5d}: loss {curves['SFT loss'][-1]:.4f}")
 log_stage("sft", t0)
 
 # ---- 2. preference pairs labelled by the hidden rule ----------------------------------------
@@ -224,8 +238,9 @@ for it in range(args.rm_iters + 1):
     loss.backward()
     clip_grad_norm_(reward_model.parameters(), 1.0)
     rm_optimizer.step()
+    curves["reward model loss"].append(loss.item())
     if it % max(args.rm_iters // 4, 1) == 0:
-        print(f"rm iter {it:5d}: loss {loss.item():.4f}, held-out accuracy "
+        print(f"rm iter {it:5d}: loss {curves['reward model loss'][-1]:.4f}, held-out accuracy "
               f"{rm_accuracy(pairs_holdout):.3f}")
 rm_acc = rm_accuracy(pairs_holdout)
 # normalise the reward to mean 0, std 1 on the SFT policy's samples (Ziegler et al.)
@@ -247,7 +262,7 @@ print(f"\n4. PPO: {args.ppo_iters} rollouts of {args.batch_size} responses, KL t
       f"{args.kl_target} nats")
 for it in range(args.ppo_iters):
     if args.anneal_lr:
-        ppo_optimizer.param_groups[0]["lr"] = (1 - it / args.ppo_iters) * args.learning_rate
+        ppo_optimizer.set_lr((1 - it / args.ppo_iters) * args.learning_rate)
     prompts = ppo_prompts[it * args.batch_size:(it + 1) * args.batch_size]
     batch = rollout(policy, ref, reward_model, encode_prompts(prompts), R, eos_id)
     rewards, kl = kl_penalized_rewards(batch["scores"], batch["logprobs"],
@@ -258,6 +273,7 @@ for it in range(args.ppo_iters):
     mean_kl = float(kl.sum(axis=1).mean())            # nats per response
     kl_coef = kl_ctl.value
     kl_ctl.update(mean_kl, args.batch_size)
+    curves["PPO value loss"].append(stats["value_loss"])
     if it % max(args.ppo_iters // 10, 1) == 0 or it == args.ppo_iters - 1:
         true = np.mean([task.true_score(p, y) for p, y in   # for our eyes: PPO never sees it
                         zip(prompts, decode_responses(batch["tokens"]))])
@@ -286,8 +302,9 @@ for it in range(args.dpo_iters + 1):
     loss.backward()
     clip_grad_norm_(dpo_policy.parameters(), 1.0)
     dpo_optimizer.step()
+    curves["DPO loss"].append(loss.item())
     if it % max(args.dpo_iters // 5, 1) == 0:
-        print(f"dpo iter {it:5d}: loss {loss.item():.4f}, reward margin "
+        print(f"dpo iter {it:5d}: loss {curves['DPO loss'][-1]:.4f}, reward margin "
               f"{(chosen_rewards - rejected_rewards).mean():+.3f}, held-out pair accuracy "
               f"{implicit_reward_accuracy(dpo_policy, pairs_holdout, P):.3f}")
 dpo_acc = implicit_reward_accuracy(dpo_policy, pairs_holdout, P)
@@ -361,6 +378,6 @@ summary = {
     "seconds": round(time.time() - t_start, 1),
     "seed": args.seed, "params": sft.num_parameters(), "device": args.device,
 }
-with open(os.path.join(args.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f)
-print(json.dumps(summary))
+save_curves(os.path.join(args.out_dir, "loss.png"), curves, xlabel="step of each stage",
+            title="RLHF: the training loss of each stage")
+write_summary(args.out_dir, summary)

@@ -10,62 +10,68 @@ examples/vae/main.py), top to bottom.
 
 Images: Fashion-MNIST from Debian's dataset-fashion-mnist package if installed, else the
 procedural shapes (it prints which). Writes samples.png, reconstructions.png (originals
-above, reconstructions below) and interpolations.png to --out_dir, and ends with one JSON
+above, reconstructions below), interpolations.png and loss.png (the training loss, step by
+step) to --out_dir, and ends with one JSON
 line of headline figures, also written to <out_dir>/summary.json.
 """
 
-import dataclasses
-import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 import tinygen as tg
 from tinygen import optim
-from tinygen.cli import parse_config
+from tinygen.cli import at_least, check_fields, one_of, parse_config, require
 from tinygen.data.images import iterate_minibatches, load_images, to_float
 from tinygen.data.png import image_grid, write_png
 from tinygen.models.vae import VAEConfig, bernoulli_nll, build_vae, gaussian_kl
+from tinygen.report import save_curves, write_summary
 
 
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = field(default="auto", metadata={"choices": [
-        "auto", "fashion", "mnist", "procedural"]})  # auto: --data, else Fashion-MNIST, else shapes
+    dataset: str = one_of("auto", "fashion", "mnist", "procedural")
+    # auto: --data, else Fashion-MNIST, else shapes
     data: str = ""                 # a folder with MNIST-layout IDX files (needed for mnist)
-    n_train: int = 0               # use only the first n training images (0: all 60,000)
-    n_test: int = 0                # use only the first n test images (0: all 10,000)
+    n_train: int = at_least(0, 0)  # use only the first n training images (0: all 60,000)
+    n_test: int = at_least(0, 0)   # use only the first n test images (0: all 10,000)
     # model
-    model: str = field(default="mlp", metadata={"choices": ["mlp", "conv"]})
-    n_latent: int = 20             # dimensions of the latent code z
+    model: str = one_of("mlp", "conv")
+    n_latent: int = at_least(20, 1)  # dimensions of the latent code z
     # optimisation (PyTorch's examples/vae)
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3    # Adam
+    epochs: int = at_least(10, 1)
+    batch_size: int = at_least(128, 1)
+    learning_rate: float = at_least(1e-3, 0.0)  # Adam
     # logging and pictures
-    log_interval: int = 100        # steps between log lines
-    n_interpolations: int = 8      # rows of interpolations.png, one pair of test images each
-    interpolation_steps: int = 10  # images per row, endpoints included
+    log_interval: int = at_least(100, 1)  # steps between log lines
+    n_interpolations: int = at_least(8, 1)  # rows of interpolations.png, a pair of test images each
+    interpolation_steps: int = at_least(10, 2)  # images per row, endpoints included
     out_dir: str = "out/vae"
     # run
     device: str = "cpu"
     seed: int = 1
     smoke: bool = False            # a tiny run of a few seconds
 
+    def __post_init__(self):
+        check_fields(self)
+        require(self.dataset != "mnist" or self.data, "dataset", self.dataset,
+                "mnist needs --data, a folder with its IDX files")
+        require(not self.data or os.path.isdir(self.data), "data", self.data, "no such folder")
+        require(not self.n_test or 2 * self.n_interpolations <= self.n_test,
+                "n_interpolations", self.n_interpolations,
+                f"must be <= n_test / 2 = {self.n_test // 2} (two test images a row)")
+        require(not self.n_test or self.n_test >= 8, "n_test", self.n_test,
+                "must be 0 (all) or >= 8 (reconstructions.png shows 8)")
 
-def parse_args():
-    cfg = parse_config(TrainConfig, __doc__)
-    if cfg.smoke:
-        cfg = dataclasses.replace(cfg, epochs=1, n_train=512, n_test=256, log_interval=2,
-                                  interpolation_steps=6, n_interpolations=4)
-    return cfg
 
+SMOKE = {"epochs": 1, "n_train": 512, "n_test": 256, "log_interval": 2,
+         "interpolation_steps": 6, "n_interpolations": 4}
 
-cfg = parse_args()
+cfg = parse_config(TrainConfig, __doc__, smoke=SMOKE)
 os.makedirs(cfg.out_dir, exist_ok=True)
 tg.manual_seed(cfg.seed)                     # weights and the reparameterisation noise
 order_rng = np.random.default_rng(cfg.seed)  # the order of the training images
@@ -97,14 +103,13 @@ def batch(images, idx):
 @tg.no_grad()
 def evaluate(images):
     """Negative ELBO on `images` in nats per image, and its two terms (one z per image)."""
-    model.eval()
     nll = kl = 0.0
-    for idx in iterate_minibatches(len(images), 1000, shuffle=False):
-        x = batch(images, idx)
-        logits, mu, logvar = model(x)
-        nll += bernoulli_nll(logits, x).sum().item()
-        kl += gaussian_kl(mu, logvar).sum().item()
-    model.train()
+    with model.evaluating():
+        for idx in iterate_minibatches(len(images), 1000, shuffle=False):
+            x = batch(images, idx)
+            logits, mu, logvar = model(x)
+            nll += bernoulli_nll(logits, x).sum().item()
+            kl += gaussian_kl(mu, logvar).sum().item()
     n = len(images)
     return {"neg_elbo": (nll + kl) / n, "recon": nll / n, "kl": kl / n}
 
@@ -113,7 +118,7 @@ def evaluate(images):
 # The loss is the negative ELBO (tinygen.models.vae): Bernoulli reconstruction error summed
 # over the pixels plus the KL divergence of q(z|x) from the prior, in nats per image.
 t_start = time.time()
-train_time, step, epoch_losses = 0.0, 0, []
+train_time, step, epoch_losses, step_losses = 0.0, 0, [], []
 for epoch in range(1, cfg.epochs + 1):
     t0, total = time.time(), 0.0
     for idx in iterate_minibatches(len(x_train), cfg.batch_size, order_rng):
@@ -126,6 +131,7 @@ for epoch in range(1, cfg.epochs + 1):
             raise FloatingPointError(f"the training loss became {loss_value} at step {step} "
                                      f"(epoch {epoch}); stopping")
         total += loss_value * len(idx)
+        step_losses.append(loss_value)
         if step % cfg.log_interval == 0:
             print(f"epoch {epoch} step {step}: -ELBO {loss_value:.2f} nats/image")
         step += 1
@@ -140,7 +146,7 @@ print(f"test -ELBO {test_result['neg_elbo']:.3f} nats/image = reconstruction "
 
 # ---- pictures -----------------------------------------------------------------------------
 pngs = {name: os.path.join(cfg.out_dir, f"{name}.png")
-        for name in ("samples", "reconstructions", "interpolations")}
+        for name in ("samples", "reconstructions", "interpolations", "loss")}
 samples = model.sample(64).numpy()                                   # [64, 1, 28, 28]
 write_png(pngs["samples"], image_grid(samples, nrow=8, pad_value=0.5))
 
@@ -155,7 +161,7 @@ walks = model.interpolate(batch(x_test, pairs[0]), batch(x_test, pairs[1]), step
 write_png(pngs["interpolations"],                                    # [k, steps, 1, 28, 28]
           image_grid(walks.numpy().reshape(k * steps, *x_test.shape[1:]), nrow=steps,
                      pad_value=0.5))
-print("wrote " + ", ".join(pngs.values()))
+print("wrote " + ", ".join(list(pngs.values())[:3]))
 
 summary = {
     "test_neg_elbo_nats": round(test_result["neg_elbo"], 3),
@@ -170,6 +176,6 @@ summary = {
     "data": train.source, "n_train": len(x_train), "n_test": len(x_test),
     "device": cfg.device, "seed": cfg.seed, "pngs": pngs,
 }
-with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
-    json.dump(summary, f)
-print(json.dumps(summary))
+save_curves(pngs["loss"], {"training -ELBO (nats per image)": step_losses},
+            title="VAE training loss")
+write_summary(cfg.out_dir, summary)

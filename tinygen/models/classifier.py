@@ -76,11 +76,9 @@ def predict_proba(classifier, images, batch_size=500):
     """Class probabilities [N, K] (a Tensor on the CPU) of images [N, C, S, S] in [0, 1];
     for a classifier with several heads, a list with one [N, K_h] Tensor per head."""
     images = as_tensor(images).data
-    was_training = classifier.training
-    classifier.eval()
-    logits = [classifier(Tensor(images[i:i + batch_size]))
-              for i in range(0, len(images), batch_size)]
-    classifier.train(was_training)
+    with classifier.evaluating():
+        logits = [classifier(Tensor(images[i:i + batch_size]))
+                  for i in range(0, len(images), batch_size)]
     per_batch = [classifier.split_heads(lg) for lg in logits]          # batches x heads
     heads = [Tensor(np.concatenate([to_numpy(h.softmax(-1).data) for h in per_head]))
              for per_head in zip(*per_batch)]
@@ -116,8 +114,7 @@ def train_classifier(images, labels, n_classes=10, epochs=10, batch_size=128, lr
     step, n_steps = 0, epochs * -(-len(images) // batch_size)
     for epoch in range(epochs):
         for idx in iterate_minibatches(len(images), batch_size, rng):
-            for group in opt.param_groups:  # linear decay to 0: a last, finer-grained descent
-                group["lr"] = lr * (1 - step / n_steps)
+            opt.set_lr(lr * (1 - step / n_steps))  # linear decay to 0: a finer last descent
             loss = model.loss(model(Tensor(images[idx])), labels[idx])
             opt.zero_grad()
             loss.backward()

@@ -274,8 +274,9 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
     be the other's false negative. Moves the model to `device`; `log` gets one line every
     `log_interval` steps (log=None: silent).
 
-    Returns {"final_loss", "ms_per_iter", "iters", "seconds", "optimizer"}."""
-    from tinygen.data.images import iterate_minibatches
+    Returns {"final_loss", "ms_per_iter", "iters", "seconds", "optimizer", "losses"} (the
+    loss of every step)."""
+    from tinygen.data.loader import minibatch_steps
     from tinygen.optim import clip_grad_norm_
     from tinygen.optim.lr_scheduler import warmup_cosine
 
@@ -286,35 +287,32 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
     ids, eot = tokenizer.encode_batch(data.captions, model.config.context_length)
     caption_id = np.unique(data.captions, return_inverse=True)[1]  # which distinct caption
     n = len(data.captions)
-    it, loss_value, train_time = 0, float("nan"), 0.0
-    while it < max_iters:
-        for idx in iterate_minibatches(n, min(batch_size, n), batch_rng, drop_last=True):
-            if it == max_iters:
-                break
-            lr = warmup_cosine(it, learning_rate, min_lr, warmup_iters, max_iters)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = idx[np.unique(caption_id[idx], return_index=True)[1]]  # ~100 of 128 left
-            t0 = time.time()
-            images = Tensor(data.images[idx], device=device)
-            _, _, loss = model(images, ids[idx], eot[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            if grad_clip:
-                clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            model.clamp_logit_scale()  # temperature never below 1/100 (CLIP Section 2.5)
-            loss_value = loss.item()   # waits for the GPU, so the timing is honest
-            train_time += time.time() - t0
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"train_clip: the loss became {loss_value} at step {it}")
-            if log is not None and (it % log_interval == 0 or it == max_iters - 1):
-                log(f"iter {it}: loss {loss_value:.4f}, logit_scale "
-                    f"{model.logit_scale.item():.2f}, lr {lr:.2e}, "
-                    f"{train_time / (it + 1) * 1000:.0f} ms/iter")
-            it += 1
-    return {"final_loss": loss_value, "ms_per_iter": 1000 * train_time / max(it, 1),
-            "iters": it, "seconds": train_time, "optimizer": optimizer}
+    loss_value, train_time, losses = float("nan"), 0.0, []
+    for it, idx in minibatch_steps(n, min(batch_size, n), max_iters, batch_rng):
+        lr = warmup_cosine(it, learning_rate, min_lr, warmup_iters, max_iters)
+        optimizer.set_lr(lr)
+        idx = idx[np.unique(caption_id[idx], return_index=True)[1]]  # ~100 of 128 left
+        t0 = time.time()
+        images = Tensor(data.images[idx], device=device)
+        _, _, loss = model(images, ids[idx], eot[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        if grad_clip:
+            clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        model.clamp_logit_scale()  # temperature never below 1/100 (CLIP Section 2.5)
+        loss_value = loss.item()   # waits for the GPU, so the timing is honest
+        train_time += time.time() - t0
+        losses.append(loss_value)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"train_clip: the loss became {loss_value} at step {it}")
+        if log is not None and (it % log_interval == 0 or it == max_iters - 1):
+            log(f"iter {it}: loss {loss_value:.4f}, logit_scale "
+                f"{model.logit_scale.item():.2f}, lr {lr:.2e}, "
+                f"{train_time / (it + 1) * 1000:.0f} ms/iter")
+    iters = len(losses)
+    return {"final_loss": loss_value, "ms_per_iter": 1000 * train_time / max(iters, 1),
+            "iters": iters, "seconds": train_time, "optimizer": optimizer, "losses": losses}
 
 
 # ---- evaluation -----------------------------------------------------------------------------
@@ -322,24 +320,21 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
 def embed_images(model, images, batch_size=500):
     """image_embeds [N, D] of images [N, 3, S, S], a Tensor on the CPU (eval mode, in
     batches)."""
-    was_training = model.training
-    model.eval()
-    out = [to_numpy(model.encode_image(images[i:i + batch_size]).data)
-           for i in range(0, len(images), batch_size)]
-    model.train(was_training)
+    with model.evaluating():
+        out = [to_numpy(model.encode_image(images[i:i + batch_size]).data)
+               for i in range(0, len(images), batch_size)]
     return Tensor(np.concatenate(out))
 
 
 @no_grad()
 def embed_texts(model, tokenizer, texts, batch_size=500):
     """text_embeds [N, D] of a list of N strings, a Tensor on the CPU."""
-    was_training = model.training
-    model.eval()
     out = []
-    for i in range(0, len(texts), batch_size):
-        ids, eot = tokenizer.encode_batch(texts[i:i + batch_size], model.config.context_length)
-        out.append(to_numpy(model.encode_text(ids, eot).data))
-    model.train(was_training)
+    with model.evaluating():
+        for i in range(0, len(texts), batch_size):
+            ids, eot = tokenizer.encode_batch(texts[i:i + batch_size],
+                                              model.config.context_length)
+            out.append(to_numpy(model.encode_text(ids, eot).data))
     return Tensor(np.concatenate(out))
 
 

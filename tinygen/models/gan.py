@@ -249,8 +249,5 @@ def _set_requires_grad(module, flag):
 @no_grad()
 def sample(G, n, device="cpu"):
     """n samples from G in eval mode (batch norm uses its running statistics): [n, ...]."""
-    was_training = G.training
-    G.eval()
-    x = G(noise(n, G.z_dim, device))
-    G.train(was_training)
-    return x
+    with G.evaluating():
+        return G(noise(n, G.z_dim, device))

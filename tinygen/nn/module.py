@@ -9,6 +9,7 @@ state_dicts line up with PyTorch / nanoGPT checkpoints key for key.
 """
 
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -39,11 +40,18 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ---- the attribute walk ---------------------------------------------------------
-    def register_buffer(self, name, tensor):
-        """Keep `tensor` as state that is saved and moved with the module but not trained."""
+    def register_buffer(self, name, tensor, persistent=True):
+        """Keep `tensor` as state that is moved with the module but not trained. As in
+        PyTorch, a persistent buffer is saved in state_dict (BatchNorm's running mean); a
+        non-persistent one is not (a causal mask or a RoPE table, rebuilt from the config)."""
         self.__dict__.setdefault("_buffer_names", [])
+        self.__dict__.setdefault("_non_persistent", set())
         if name not in self._buffer_names:
             self._buffer_names.append(name)
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
         setattr(self, name, tensor)
 
     def named_children(self):
@@ -62,17 +70,26 @@ class Module:
     def modules(self):
         return (m for _, m in self.named_modules())
 
-    def _named_tensors(self, prefix, with_buffers):
+    def _named_tensors(self, prefix, with_buffers, persistent_only=False):
         for name, value in vars(self).items():
             full = f"{prefix}{name}"
             if isinstance(value, Parameter):
                 yield full, value
             elif isinstance(value, Module):
-                yield from value._named_tensors(full + ".", with_buffers)
+                yield from value._named_tensors(full + ".", with_buffers, persistent_only)
         if with_buffers:
+            skip = self.__dict__.get("_non_persistent", ()) if persistent_only else ()
             for name in self.__dict__.get("_buffer_names", ()):
-                if getattr(self, name) is not None:
+                if getattr(self, name) is not None and name not in skip:
                     yield f"{prefix}{name}", getattr(self, name)
+
+    def named_buffers(self):
+        """(name, Tensor) pairs of every buffer, persistent or not."""
+        own = {id(p) for p in self.parameters()}
+        return ((n, t) for n, t in self._named_tensors("", True) if id(t) not in own)
+
+    def buffers(self):
+        return [t for _, t in self.named_buffers()]
 
     def named_parameters(self):
         """(name, Parameter) pairs; a parameter shared by two modules is listed once."""
@@ -90,14 +107,15 @@ class Module:
 
     # ---- state ----------------------------------------------------------------------
     def state_dict(self):
-        """name -> Tensor for every parameter and buffer (shared ones under each name,
-        as PyTorch does: nanoGPT's state_dict has both wte.weight and lm_head.weight)."""
-        return OrderedDict((name, t.detach()) for name, t in self._named_tensors("", True))
+        """name -> Tensor for every parameter and persistent buffer (shared ones under each
+        name, as PyTorch does: nanoGPT's state_dict has both wte.weight and lm_head.weight)."""
+        return OrderedDict((name, t.detach())
+                           for name, t in self._named_tensors("", True, persistent_only=True))
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy values into this module's tensors, in place. With strict=True every key
         must match; missing, unexpected and mis-shaped keys are all reported at once."""
-        own = OrderedDict(self._named_tensors("", True))
+        own = OrderedDict(self._named_tensors("", True, persistent_only=True))
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         wrong = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {own[k].shape}"
@@ -127,6 +145,18 @@ class Module:
 
     def eval(self):
         return self.train(False)
+
+    @contextmanager
+    def evaluating(self):
+        """`with model.evaluating():` runs the block in eval mode (no dropout, BatchNorm's
+        running statistics) and then gives every submodule back the mode it had."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            yield self
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def to(self, device):
         """Move every parameter and buffer to `device`, in place (optimizers stay valid)."""

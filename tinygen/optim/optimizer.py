@@ -41,6 +41,14 @@ class Optimizer:
             for p in group["params"]:
                 p.grad = None
 
+    def set_lr(self, lr):
+        """Set the learning rate of every parameter group to `lr` (what a schedule does
+        each step; PyTorch spells it `for g in opt.param_groups: g["lr"] = lr`)."""
+        if not lr >= 0:  # `not >=` also catches NaN
+            raise ValueError(f"{type(self).__name__}.set_lr: lr={lr}: must be >= 0")
+        for group in self.param_groups:
+            group["lr"] = lr
+
     def step(self):
         raise NotImplementedError(f"{type(self).__name__} must define step")
 
