@@ -100,20 +100,18 @@ class DALLE(nn.Module):
         [B, text_len]: one token at a time with the KV cache, each drawn among image codes
         only (text ids are masked out), with the given temperature and top-k."""
         c = self.config
-        was_training = self.training
-        self.eval()
-        device = self.gpt.lm_head.weight.device
-        xp = get_array_module(self.gpt.lm_head.weight.data)
-        caches = [{} for _ in self.gpt.transformer.h]
-        text_ids = as_tensor(text_ids, dtype=np.int64, device=device)
-        logits, _ = self.gpt(text_ids, caches=caches)
-        out = []
-        for i in range(c.image_tokens):
-            code = sample(logits.data[:, -1, c.text_vocab:], temperature, top_k).data  # [B]
-            out.append(code)
-            if i + 1 < c.image_tokens:
-                logits, _ = self.gpt((code + c.text_vocab)[:, None], caches=caches)
-        self.train(was_training)
+        with self.evaluating():
+            device = self.gpt.lm_head.weight.device
+            xp = get_array_module(self.gpt.lm_head.weight.data)
+            caches = [{} for _ in self.gpt.transformer.h]
+            text_ids = as_tensor(text_ids, dtype=np.int64, device=device)
+            logits, _ = self.gpt(text_ids, caches=caches)
+            out = []
+            for i in range(c.image_tokens):
+                code = sample(logits.data[:, -1, c.text_vocab:], temperature, top_k).data  # [B]
+                out.append(code)
+                if i + 1 < c.image_tokens:
+                    logits, _ = self.gpt((code + c.text_vocab)[:, None], caches=caches)
         return Tensor(xp.stack(out, axis=1))
 
 

@@ -183,25 +183,23 @@ class GPT(nn.Module):
         recomputes the last block_size tokens, exactly as generation without a cache does.
         Both ways give the same tokens for the same seed.
         """
-        was_training = self.training
-        self.eval()
-        xp = get_array_module(self.lm_head.weight.data)
-        idx = as_tensor(idx, device=self.lm_head.weight.device).data   # [B, T] array
-        block = self.config.block_size
-        caches = None
-        for _ in range(max_new_tokens):
-            if use_cache and idx.shape[1] <= block:
-                if caches is None:  # first step: run the whole prompt, filling the caches
-                    caches = [{} for _ in self.transformer.h]
-                    logits, _ = self(idx, caches=caches)
+        with self.evaluating():
+            xp = get_array_module(self.lm_head.weight.data)
+            idx = as_tensor(idx, device=self.lm_head.weight.device).data   # [B, T] array
+            block = self.config.block_size
+            caches = None
+            for _ in range(max_new_tokens):
+                if use_cache and idx.shape[1] <= block:
+                    if caches is None:  # first step: run the whole prompt, filling the caches
+                        caches = [{} for _ in self.transformer.h]
+                        logits, _ = self(idx, caches=caches)
+                    else:
+                        logits, _ = self(idx[:, -1:], caches=caches)
                 else:
-                    logits, _ = self(idx[:, -1:], caches=caches)
-            else:
-                logits, _ = self(idx[:, -block:])
-            logits = logits[:, -1, :]                                  # [B, V]
-            if logits_processor is not None:
-                logits = apply_processors(logits_processor, Tensor(idx), logits)
-            next_id = sample(logits, temperature, top_k, top_p).data   # [B]
-            idx = xp.concatenate([idx, next_id[:, None]], axis=1)
-        self.train(was_training)
+                    logits, _ = self(idx[:, -block:])
+                logits = logits[:, -1, :]                                  # [B, V]
+                if logits_processor is not None:
+                    logits = apply_processors(logits_processor, Tensor(idx), logits)
+                next_id = sample(logits, temperature, top_k, top_p).data   # [B]
+                idx = xp.concatenate([idx, next_id[:, None]], axis=1)
         return Tensor(idx)
