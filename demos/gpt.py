@@ -6,21 +6,25 @@ loop -> checkpoint -> samples, top to bottom (after nanoGPT's train.py and sampl
     python demos/gpt.py --resume               # continue from <out_dir>/ckpt.safetensors
     python demos/gpt.py --sample --prompt "def "   # only sample from the saved checkpoint
     python demos/gpt.py --smoke                # a few seconds, to check that it all runs
+    mpiexec -n 2 python demos/gpt.py --batch_size 64   # data parallel: 2 ranks × 32 rows
 
 It ends with one JSON line of headline figures, also written to <out_dir>/summary.json.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import tinygen as tg
-from tinygen.checkpoint import load_checkpoint, save_checkpoint
+import tinygen.distributed as dist
+from tinygen.checkpoint import load_checkpoint
 from tinygen.cli import parse_config
 from tinygen.data import (
     BPETokenizer,
@@ -52,7 +56,9 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = True
     # optimisation (nanoGPT's CPU recipe)
-    batch_size: int = 12
+    batch_size: int = 12           # the global batch: split over grad_accum and the ranks
+    grad_accum: int = 1            # micro-batches per step (gradients add up, no_sync)
+    zero1: bool = False            # under mpiexec: shard the optimizer state (ZeRO-1)
     max_iters: int = 3000
     learning_rate: float = 1e-3
     min_lr: float = 1e-4           # cosine decay ends here
@@ -91,6 +97,13 @@ def parse_args():
 
 
 cfg = parse_args()
+# ---- data parallel (mpiexec -n N): rank 0 logs, samples and saves; a lone process is rank 0
+dist.init_process_group()
+if cfg.batch_size % (cfg.grad_accum * dist.get_world_size()):
+    raise SystemExit(f"--batch_size {cfg.batch_size} must split evenly into --grad_accum "
+                     f"{cfg.grad_accum} × {dist.get_world_size()} processes")
+if not dist.is_main_process():
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  one log, rank 0's
 os.makedirs(cfg.out_dir, exist_ok=True)
 ckpt_path = os.path.join(cfg.out_dir, "ckpt.safetensors")
 tg.manual_seed(cfg.seed)
@@ -145,6 +158,10 @@ model = GPT(model_config)
 model.to(cfg.device)
 optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
                                        (cfg.beta1, cfg.beta2))
+ddp = dist.DistributedDataParallel(model)  # rank 0's initial weights on every rank
+if cfg.zero1:
+    optimizer = dist.ZeroRedundancyOptimizer(optimizer.param_groups, type(optimizer),
+                                             **optimizer.defaults)
 print(f"GPT: {model.num_parameters() / 1e6:.2f}M parameters on {cfg.device}")
 start_iter, best_val = 0, float("inf")
 if cfg.resume:
@@ -160,14 +177,16 @@ def estimate_loss():
     model.eval()
     out = {}
     for split in ("train", "val"):
-        out[split] = float(np.mean([model(*batch(split))[1].item()
-                                    for _ in range(cfg.eval_iters)]))
+        # each rank scores its slice of the same batches; the mean of the means is the mean
+        mean = np.array([np.mean([model(*(dist.local_batch(b) for b in batch(split)))[1].item()
+                                  for _ in range(cfg.eval_iters)])])
+        out[split] = float(dist.all_reduce(mean, dist.ReduceOp.AVG)[0])
     model.train()
     return out
 
 
 def checkpoint(step, best):
-    save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
+    dist.save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
                     best_val_loss=best, model_config=dataclasses.asdict(model_config),
                     config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
 
@@ -190,13 +209,24 @@ for it in range(start_iter, cfg.max_iters + 1):
     if it == cfg.max_iters:
         break
     t0 = time.time()
-    _, loss = model(*batch("train"))
+    x, y = batch("train")  # the global batch, drawn identically on every rank
     optimizer.zero_grad()
-    loss.backward()
+    loss_value = np.zeros(1)
+    for micro in range(cfg.grad_accum):  # all but the last micro-batch only add up gradients
+        with ddp.no_sync() if micro < cfg.grad_accum - 1 else contextlib.nullcontext():
+            _, loss = ddp(dist.local_batch(x, micro, cfg.grad_accum),
+                          dist.local_batch(y, micro, cfg.grad_accum))
+            (loss / cfg.grad_accum).backward()
+            loss_value += loss.item() / cfg.grad_accum  # waits for the GPU: honest timing
+            if not cfg.zero1:
+                ddp.sync_gradients()  # mean over ranks (ZeRO-1's step reduce-scatters)
     if cfg.grad_clip:
-        clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if cfg.zero1:
+            optimizer.clip_grad_norm_(cfg.grad_clip)
+        else:
+            clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
-    loss_value = loss.item()  # waits for the GPU, so the timing below is honest
+    loss_value = float(dist.all_reduce(loss_value, dist.ReduceOp.AVG)[0])
     train_time += time.time() - t0
     trained += 1
     if not math.isfinite(loss_value):
@@ -210,6 +240,8 @@ for it in range(start_iter, cfg.max_iters + 1):
               f"{left:.0f}s left")
 
 # ---- samples ------------------------------------------------------------------------------
+if not dist.is_main_process():
+    raise SystemExit
 prompt = tokenizer.encode(cfg.prompt if kind == "char" or cfg.text else "def ")
 idx = tg.tensor(np.array([prompt] * cfg.num_samples), device=cfg.device)
 out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k)
@@ -225,6 +257,7 @@ summary = {
     "seconds": round(time.time() - t_start, 1), "iters": cfg.max_iters,
     "params": model.num_parameters(), "corpus": corpus, "tokenizer": kind,
     "vocab_size": tokenizer.vocab_size, "device": cfg.device, "seed": cfg.seed,
+    "world_size": dist.get_world_size(), "grad_accum": cfg.grad_accum,
 }
 with open(os.path.join(cfg.out_dir, "summary.json"), "w") as f:
     json.dump(summary, f)

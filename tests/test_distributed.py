@@ -133,3 +133,30 @@ def test_failing_rank_ends_every_rank(tmp_path):
     assert out.returncode != 0
     assert "rank 1 of 2 failed with RuntimeError: a deliberate failure" in out.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_gpt_demo_under_mpiexec_matches_one_process(tmp_path):
+    import json
+
+    common = ["--smoke", "--text", "/work/shared/data/tinyshakespeare.txt"]
+    if not Path(common[2]).exists():
+        common = ["--smoke"]
+    demo = Path(ROOT) / "demos" / "gpt.py"
+    runs = {}
+    for n, extra in ((1, []), (2, ["--zero1", "--grad_accum", "2"])):
+        out_dir = tmp_path / f"n{n}"
+        argv = [sys.executable, str(demo), *common, "--out_dir", str(out_dir), *extra]
+        pytest.importorskip("mpi4py")
+        from tinygen.distributed.launch import find_mpiexec, mpiexec_command
+
+        if find_mpiexec() is None:
+            pytest.skip("mpiexec not installed")
+        cmd, env = mpiexec_command(n, argv)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+                             check=False)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.count('"val_loss"') == 1  # rank 0 alone prints the summary
+        runs[n] = json.loads((out_dir / "summary.json").read_text())
+    assert runs[2]["world_size"] == 2
+    assert abs(runs[1]["val_loss"] - runs[2]["val_loss"]) < 1e-3
