@@ -18,6 +18,7 @@ resumes under any number of ranks, with or without ZeRO.
 """
 
 import math
+import time
 
 import numpy as np
 
@@ -66,14 +67,14 @@ class ZeroRedundancyOptimizer:
         self.optim = optimizer_class(inner_groups, **defaults)
         self.param_groups = self.optim.param_groups  # set lr here, as on any optimizer
         self._reduced = False
-        self.comm_seconds = 0.0
+        self.comm_seconds = 0.0  # time in reduce-scatter + all-gather, for benchmarks
 
     # ---- one step: reduce-scatter, (clip), update the shard, all-gather ----------------
     def reduce_gradients(self):
         """Mean gradient of this rank's shard of every parameter (once per step)."""
         if self._reduced:
             return
-        N = self.group.world_size
+        t0, N = time.perf_counter(), self.group.world_size
         for sh in self.shards:
             p = sh.param
             xp = get_array_module(p.data)
@@ -85,6 +86,7 @@ class ZeroRedundancyOptimizer:
             sh.refresh()
             sh.view.grad = Tensor._make(mine[:sh.hi - sh.lo], None)
         self._reduced = True
+        self.comm_seconds += time.perf_counter() - t0
 
     def clip_grad_norm_(self, max_norm):
         """clip_grad_norm_ over the whole model: each rank sums its shards' squares, one
@@ -107,7 +109,7 @@ class ZeroRedundancyOptimizer:
     def step(self):
         self.reduce_gradients()
         self.optim.step()
-        N = self.group.world_size
+        t0, N = time.perf_counter(), self.group.world_size
         for sh in self.shards:
             p = sh.param
             xp = get_array_module(p.data)
@@ -118,6 +120,7 @@ class ZeroRedundancyOptimizer:
             p.data.reshape(-1)[...] = full[:p.data.size]
             sh.view.grad = None
         self._reduced = False
+        self.comm_seconds += time.perf_counter() - t0
 
     def zero_grad(self):
         for sh in self.shards:
