@@ -20,7 +20,6 @@ from tinygen.backend import cp, cuda_available
 _LAUNCHER_ENV = (
     ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),  # Open MPI's mpiexec
     ("PMI_SIZE", "PMI_RANK"),                          # MPICH / Intel MPI (Hydra)
-    ("PMIX_SIZE", "PMIX_RANK"),                        # PMIx launchers
     ("SLURM_NTASKS", "SLURM_PROCID"),                  # srun
 )
 

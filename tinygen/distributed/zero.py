@@ -37,6 +37,9 @@ class _Shard:
     """Rank r's part [lo, hi) of one flattened parameter, padded length N * s."""
 
     def __init__(self, param, rank, world_size):
+        if not param.data.flags.c_contiguous:
+            raise ValueError(f"ZeroRedundancyOptimizer: parameter of shape {param.shape} is "
+                             "not contiguous; its shard must be a view of its memory")
         n = param.data.size
         self.param, self.s = param, -(-n // world_size)  # ceil(n / N)
         self.lo, self.hi = min(n, rank * self.s), min(n, (rank + 1) * self.s)
@@ -117,7 +120,7 @@ class ZeroRedundancyOptimizer:
             mine[:sh.hi - sh.lo] = sh.view.data
             full = xp.empty(N * sh.s, p.data.dtype)
             all_gather_into_tensor(full, mine, check=False)
-            p.data.reshape(-1)[...] = full[:p.data.size]
+            p.data[...] = full[:p.data.size].reshape(p.data.shape)
             sh.view.grad = None
         self._reduced = False
         self.comm_seconds += time.perf_counter() - t0
