@@ -15,7 +15,9 @@ takes the same step that one process would take on the whole batch.
 Gradients travel in buckets of about `bucket_cap_mb` (PyTorch's default 25 MB), filled in
 reverse order of registration — the order backward finishes them (Li et al. 2020, "PyTorch
 Distributed", section 3.2.3). Each bucket's all-reduce is non-blocking (MPI Iallreduce,
-or NCCL on the current stream): while bucket k is in flight, bucket k + 1 is packed.
+or NCCL on the current stream): while bucket k is in flight, bucket k + 1 is packed. (How
+far an MPI all-reduce gets meanwhile is up to the MPI: MPICH advances it only inside MPI
+calls, so on the CPU the gain is small; NCCL runs on the GPU by itself.)
 
 Where PyTorch launches each bucket from an autograd hook the moment its last gradient is
 ready, overlapping communication with the rest of backward, tinygen's engine has no
