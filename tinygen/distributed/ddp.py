@@ -101,8 +101,9 @@ class DistributedDataParallel(Module):
         if not params:
             raise ValueError("DistributedDataParallel: the module has no parameters that "
                              "require grad")
-        self._broadcast_state(params if not broadcast_buffers else
-                              [t for _, t in module._named_tensors("", True)])
+        tensors = params if not broadcast_buffers else list(
+            {id(t.data): t for t in module.state_dict().values()}.values())  # tied: once
+        self._broadcast_state(tensors)
         self.buckets = make_buckets(list(reversed(params)), bucket_cap_mb)
         self.comm_seconds = 0.0  # time spent in sync_gradients, for benchmarks
 
