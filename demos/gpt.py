@@ -187,8 +187,8 @@ def estimate_loss():
 
 def checkpoint(step, best):
     dist.save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
-                    best_val_loss=best, model_config=dataclasses.asdict(model_config),
-                    config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
+                         best_val_loss=best, model_config=dataclasses.asdict(model_config),
+                         config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
 
 
 # ---- training loop ------------------------------------------------------------------------
