@@ -7,6 +7,7 @@ loop -> checkpoint -> samples, top to bottom (after nanoGPT's train.py and sampl
     python demos/gpt.py --sample --prompt "def "   # only sample from the saved checkpoint
     python demos/gpt.py --model mygpt:MyGPT    # train your own model class with this loop
     python demos/gpt.py --smoke                # a few seconds, to check that it all runs
+    mpiexec -n 2 python demos/gpt.py --batch_size 64   # data parallel: 2 ranks × 32 rows
 
 For Shakespeare as in nanoGPT, download Karpathy's tinyshakespeare (char-rnn's
 data/tinyshakespeare/input.txt, 1.1 MB) and pass its path with --text.
@@ -22,6 +23,7 @@ It ends with one JSON line of headline figures, also written to <out_dir>/summar
 and draws the training and validation losses into <out_dir>/loss.png.
 """
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -34,7 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinygen as tg
-from tinygen.checkpoint import load_checkpoint, save_checkpoint
+import tinygen.distributed as dist
+from tinygen.checkpoint import load_checkpoint
 from tinygen.cli import at_least, between, check_fields, one_of, or_exit, parse_config, require
 from tinygen.data import (
     BPETokenizer,
@@ -68,7 +71,9 @@ class TrainConfig:
     dropout: float = between(0.0, 0.0, 1.0)
     bias: bool = True
     # optimisation (nanoGPT's CPU recipe)
-    batch_size: int = at_least(12, 1)
+    batch_size: int = at_least(12, 1)  # the global batch: split over grad_accum and the ranks
+    grad_accum: int = at_least(1, 1)  # micro-batches per step (gradients add up, no_sync)
+    zero1: bool = False            # under mpiexec: shard the optimizer state (ZeRO-1)
     max_iters: int = at_least(3000, 0)
     learning_rate: float = at_least(1e-3, 0.0)
     min_lr: float = at_least(1e-4, 0.0)  # cosine decay ends here
@@ -151,6 +156,14 @@ def build_model(cfg, model_config):
 def main(argv=None, build_model=build_model):
     cfg = parse_config(TrainConfig, __doc__, argv, smoke=SMOKE)
     or_exit(lambda: model_class(cfg.model), TrainConfig)  # a bad --model fails now, too
+    # ---- data parallel (mpiexec -n N): rank 0 logs, samples and saves; a lone process is rank 0
+    dist.init_process_group()
+    world = cfg.grad_accum * dist.get_world_size()
+    or_exit(lambda: require(cfg.batch_size % world == 0, "batch_size", cfg.batch_size,
+                            f"must split evenly into grad_accum={cfg.grad_accum} x "
+                            f"{dist.get_world_size()} processes"), TrainConfig)
+    if not dist.is_main_process():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  one log, rank 0's
     os.makedirs(cfg.out_dir, exist_ok=True)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.safetensors")
     tg.manual_seed(cfg.seed)
@@ -204,6 +217,10 @@ def main(argv=None, build_model=build_model):
     model.to(cfg.device)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
                                            (cfg.beta1, cfg.beta2))
+    ddp = dist.DistributedDataParallel(model)  # rank 0's initial weights on every rank
+    if cfg.zero1:
+        optimizer = dist.ZeroRedundancyOptimizer(optimizer.param_groups, type(optimizer),
+                                                 **optimizer.defaults)
     print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters on {cfg.device}")
     start_iter, best_val = 0, float("inf")
     if cfg.resume:
@@ -214,16 +231,21 @@ def main(argv=None, build_model=build_model):
 
     @tg.no_grad()
     def estimate_loss():
-        """Mean loss over eval_iters batches of each split (no dropout)."""
+        """Mean loss over eval_iters batches of each split (no dropout). Each rank scores
+        its slice of the same batches; the mean of the ranks' means is the mean."""
+        out = {}
         with model.evaluating():
-            return {split: float(np.mean([model(*batch(split))[1].item()
-                                          for _ in range(cfg.eval_iters)]))
-                    for split in ("train", "val")}
+            for split in ("train", "val"):
+                mean = np.array([np.mean([
+                    model(*(dist.local_batch(b) for b in batch(split)))[1].item()
+                    for _ in range(cfg.eval_iters)])])
+                out[split] = float(dist.all_reduce(mean, dist.ReduceOp.AVG)[0])
+        return out
 
     def checkpoint(step, best):
-        save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
-                        best_val_loss=best, model_config=dataclasses.asdict(model_config),
-                        config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
+        dist.save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
+                             best_val_loss=best, model_config=dataclasses.asdict(model_config),
+                             config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
 
     # ---- training loop ------------------------------------------------------------------------
     tokens_per_iter = cfg.batch_size * cfg.block_size
@@ -245,13 +267,24 @@ def main(argv=None, build_model=build_model):
         if it == cfg.max_iters:
             break
         t0 = time.time()
-        _, loss = model(*batch("train"))
+        x, y = batch("train")  # the global batch, drawn identically on every rank
         optimizer.zero_grad()
-        loss.backward()
+        loss_value = np.zeros(1)
+        for micro in range(cfg.grad_accum):  # all but the last micro-batch only add gradients
+            with ddp.no_sync() if micro < cfg.grad_accum - 1 else contextlib.nullcontext():
+                _, loss = ddp(dist.local_batch(x, micro, cfg.grad_accum),
+                              dist.local_batch(y, micro, cfg.grad_accum))
+                (loss / cfg.grad_accum).backward()
+                loss_value += loss.item() / cfg.grad_accum  # waits for the GPU: honest timing
+                if not cfg.zero1:
+                    ddp.sync_gradients()  # mean over ranks (ZeRO-1's step reduce-scatters)
         if cfg.grad_clip:
-            clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if cfg.zero1:
+                optimizer.clip_grad_norm_(cfg.grad_clip)
+            else:
+                clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        loss_value = loss.item()  # waits for the GPU, so the timing below is honest
+        loss_value = float(dist.all_reduce(loss_value, dist.ReduceOp.AVG)[0])
         train_time += time.time() - t0
         trained += 1
         curves["train"][0].append(it)
@@ -267,6 +300,8 @@ def main(argv=None, build_model=build_model):
                   f"{left:.0f}s left")
 
     # ---- samples ------------------------------------------------------------------------------
+    if not dist.is_main_process():
+        return
     prompt = tokenizer.encode(cfg.prompt if kind == "char" or cfg.text else "def ")
     idx = tg.tensor(np.array([prompt] * cfg.num_samples), device=cfg.device)
     out = model.generate(idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k)
@@ -282,6 +317,7 @@ def main(argv=None, build_model=build_model):
         "seconds": round(time.time() - t_start, 1), "iters": cfg.max_iters,
         "params": model.num_parameters(), "corpus": corpus, "tokenizer": kind,
         "vocab_size": tokenizer.vocab_size, "device": cfg.device, "seed": cfg.seed,
+        "world_size": dist.get_world_size(), "grad_accum": cfg.grad_accum,
     }
     save_curves(os.path.join(cfg.out_dir, "loss.png"), curves, title="GPT loss")
     write_summary(cfg.out_dir, summary)

@@ -1,0 +1,162 @@
+"""tinygen.distributed: collectives, DDP, gradient accumulation, ZeRO-1, checkpoints across
+world sizes, and failure handling — two processes under mpiexec on the CPU (issue #16).
+Skips when mpi4py or mpiexec is missing (pip install tinygen[distributed])."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygen as tg
+import tinygen.distributed as dist
+
+HERE = Path(__file__).parent / "distributed"
+ROOT = str(Path(__file__).parents[1])
+TIMEOUT = 180  # seconds for one mpiexec job; a hang fails the test instead of CI
+
+
+def _launch(n, script, *args, check=True):
+    pytest.importorskip("mpi4py")
+    from tinygen.distributed.launch import find_mpiexec, mpiexec_command
+
+    if find_mpiexec() is None:
+        pytest.skip("mpiexec not installed")
+    argv = [sys.executable, str(HERE / script), *map(str, args)]
+    if n > 1:
+        cmd, env = mpiexec_command(n, argv)
+    else:  # one process, no launcher: the group of one that needs no MPI
+        cmd, env = argv, {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+                         check=False)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n"
+                             f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def _train(tmp_path, name, n, *args):
+    path = tmp_path / f"{name}.npz"
+    _launch(n, "train_worker.py", "--out", path, *args)
+    return dict(np.load(path))
+
+
+def _assert_same_run(a, b, losses=slice(None)):
+    np.testing.assert_allclose(a["losses"][losses], b["losses"], rtol=1e-5, atol=1e-6)
+    names = [k for k in a if k not in ("losses", "state_bytes")]
+    assert len(names) > 10
+    for k in names:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One process, the whole batch of 8, five AdamW steps."""
+    return _train(tmp_path_factory.mktemp("ref"), "ref", 1)
+
+
+# ---- in one process --------------------------------------------------------------------
+
+def test_collective_before_init_raises():
+    dist.destroy_process_group()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.all_reduce(tg.ones(2))
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        dist.get_rank()
+
+
+def test_group_of_one_needs_no_launcher():
+    dist.destroy_process_group()
+    try:
+        g = dist.init_process_group()
+        assert (dist.get_rank(), dist.get_world_size(), g.comm) == (0, 1, None)
+        t = tg.tensor([1.0, 2.0])
+        dist.all_reduce(t, dist.ReduceOp.AVG)
+        dist.broadcast(t)
+        out = tg.zeros(2)
+        dist.all_gather_into_tensor(out, t)
+        assert t.numpy().tolist() == out.numpy().tolist() == [1.0, 2.0]
+        with pytest.raises(ValueError, match="op must be"):
+            dist.all_reduce(t, "mean")
+        with pytest.raises(ValueError, match="split evenly"):
+            dist.local_batch(np.zeros((5, 2)), 0, 2)
+        assert dist.local_batch(np.arange(8), 1, 2).tolist() == [4, 5, 6, 7]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_launcher_environment():
+    assert dist.launcher_world_size({}) == 1
+    assert dist.launcher_world_size({"PMI_SIZE": "4", "PMI_RANK": "2"}) == 4
+    assert dist.launcher_world_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
+    assert dist.launcher_world_size({"SLURM_NTASKS": "8", "SLURM_PROCID": "1"}) == 8
+
+
+# ---- two processes under mpiexec --------------------------------------------------------
+
+def test_collectives_two_ranks():
+    out = _launch(2, "collectives_worker.py")
+    assert "ok 0" in out.stdout and "ok 1" in out.stdout
+
+
+def test_ddp_two_halves_equal_one_whole(tmp_path, reference):
+    _assert_same_run(reference, _train(tmp_path, "ddp", 2))
+
+
+def test_grad_accumulation_four_quarters_equal_one_whole(tmp_path, reference):
+    _assert_same_run(reference, _train(tmp_path, "accum", 1, "--grad_accum", 4))
+    _assert_same_run(reference, _train(tmp_path, "accum2", 2, "--grad_accum", 2))
+
+
+def test_zero1_equals_ddp_and_halves_optimizer_state(tmp_path, reference):
+    zero = _train(tmp_path, "zero", 2, "--zero1")
+    _assert_same_run(reference, zero)
+    one = _train(tmp_path, "zero1", 1, "--zero1")
+    # Adam's moments: 8 bytes per parameter in one process, about half on each of two ranks
+    assert abs(zero["state_bytes"] / one["state_bytes"] - 0.5) < 0.01
+
+
+def test_checkpoint_from_two_ranks_resumes_in_one(tmp_path, reference):
+    for zero in ([], ["--zero1"]):
+        ckpt = tmp_path / f"ckpt{len(zero)}.safetensors"
+        _train(tmp_path, "first", 2, "--save_at", 3, "--ckpt", ckpt, *zero)
+        resumed = _train(tmp_path, "resumed", 1, "--resume", "--ckpt", ckpt, *zero)
+        _assert_same_run(reference, resumed, losses=slice(3, None))
+
+
+def test_failing_rank_ends_every_rank(tmp_path):
+    out = _launch(2, "train_worker.py", "--out", tmp_path / "x.npz", "--fail_rank", 1,
+                  check=False)
+    assert out.returncode != 0
+    assert "rank 1 of 2 failed with RuntimeError: a deliberate failure" in out.stderr
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_gpt_demo_under_mpiexec_matches_one_process(tmp_path):
+    import json
+
+    common = ["--smoke", "--text", "/work/shared/data/tinyshakespeare.txt"]
+    if not Path(common[2]).exists():
+        common = ["--smoke"]
+    demo = Path(ROOT) / "demos" / "gpt.py"
+    runs = {}
+    for n, extra in ((1, []), (2, ["--zero1", "--grad_accum", "2"])):
+        out_dir = tmp_path / f"n{n}"
+        argv = [sys.executable, str(demo), *common, "--out_dir", str(out_dir), *extra]
+        pytest.importorskip("mpi4py")
+        from tinygen.distributed.launch import find_mpiexec, mpiexec_command
+
+        if find_mpiexec() is None:
+            pytest.skip("mpiexec not installed")
+        cmd, env = mpiexec_command(n, argv)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+                             check=False)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.count('"val_loss"') == 1  # rank 0 alone prints the summary
+        runs[n] = json.loads((out_dir / "summary.json").read_text())
+    assert runs[2]["world_size"] == 2
+    assert abs(runs[1]["val_loss"] - runs[2]["val_loss"]) < 1e-3

@@ -1,0 +1,154 @@
+"""DistributedDataParallel: every rank holds the whole model, sees its slice of the global
+batch, and before the optimizer step the gradients are averaged over ranks, so every rank
+takes the same step that one process would take on the whole batch.
+
+    model = GPT(config)
+    ddp = DistributedDataParallel(model)        # rank 0's initial weights reach every rank
+    for step in ...:
+        for micro in range(grad_accum):
+            with ddp.no_sync() if micro < grad_accum - 1 else contextlib.nullcontext():
+                loss = ddp(x_micro, y_micro)[1] / grad_accum
+                loss.backward()
+                ddp.sync_gradients()           # a no-op inside no_sync()
+        optimizer.step()
+
+Gradients travel in buckets of about `bucket_cap_mb` (PyTorch's default 25 MB), filled in
+reverse order of registration — the order backward finishes them (Li et al. 2020, "PyTorch
+Distributed", section 3.2.3). Each bucket's all-reduce is non-blocking (MPI Iallreduce,
+or NCCL on the current stream): while bucket k is in flight, bucket k + 1 is packed. (How
+far an MPI all-reduce gets meanwhile is up to the MPI: MPICH advances it only inside MPI
+calls, so on the CPU the gain is small; NCCL runs on the GPU by itself.)
+
+Where PyTorch launches each bucket from an autograd hook the moment its last gradient is
+ready, overlapping communication with the rest of backward, tinygen's engine has no
+gradient hooks yet, so the reduction is one explicit call after backward
+(`sync_gradients`); the buckets still overlap with one another's packing.
+
+Flat-buffer seam: a bucket is a contiguous slice of gradient memory. Here it is a scratch
+buffer that `Bucket.pack` copies gradients into; once parameters keep their gradients in
+one flat buffer (DESIGN.md, "Flat buffers"), a bucket is a slice of that buffer and
+pack/unpack become nothing.
+"""
+
+import contextlib
+import time
+
+from tinygen.backend import get_array_module
+from tinygen.distributed.collectives import ReduceOp, _transport, broadcast
+from tinygen.distributed.process_group import group
+from tinygen.nn.module import Module
+from tinygen.tensor import Tensor
+
+
+class Bucket:
+    """Consecutive parameters whose gradients travel in one all-reduce."""
+
+    def __init__(self, params):
+        self.params = params
+        p0 = params[0]
+        xp = get_array_module(p0.data)
+        self.sizes = [p.data.size for p in params]
+        self.buffer = xp.empty(sum(self.sizes), p0.data.dtype)  # [n] gradients, flattened
+        self.request = None
+
+    def pack(self):
+        """Copy each gradient into the buffer (zeros where a parameter got none)."""
+        offset = 0
+        for p, n in zip(self.params, self.sizes):
+            view = self.buffer[offset:offset + n]
+            if p.grad is None:
+                view[...] = 0
+            else:
+                view[...] = p.grad.data.reshape(-1)
+            offset += n
+
+    def unpack(self, scale):
+        """Scale the summed gradients into means; each .grad becomes a view of the buffer."""
+        self.buffer *= scale
+        offset = 0
+        for p, n in zip(self.params, self.sizes):
+            p.grad = Tensor._make(self.buffer[offset:offset + n].reshape(p.data.shape), None)
+            offset += n
+
+
+def make_buckets(params, bucket_cap_mb):
+    """Split params (in the order given) into runs of one dtype/device of ~bucket_cap_mb."""
+    buckets, run, run_bytes = [], [], 0
+    for p in params:
+        if run and (run_bytes + p.data.nbytes > bucket_cap_mb * 2**20
+                    or type(p.data) is not type(run[0].data) or p.dtype != run[0].dtype):
+            buckets.append(Bucket(run))
+            run, run_bytes = [], 0
+        run.append(p)
+        run_bytes += p.data.nbytes
+    if run:
+        buckets.append(Bucket(run))
+    return buckets
+
+
+class DistributedDataParallel(Module):
+    """Wraps `module` (call it as you would the module); averages gradients over ranks."""
+
+    def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True):
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"DistributedDataParallel: expects a tinygen Module, "
+                            f"got {type(module).__name__}")
+        self.module = module
+        self.group = group()
+        self.require_backward_grad_sync = True
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("DistributedDataParallel: the module has no parameters that "
+                             "require grad")
+        tensors = params if not broadcast_buffers else list(
+            {id(t.data): t for t in module.state_dict().values()}.values())  # tied: once
+        self._broadcast_state(tensors)
+        self.buckets = make_buckets(list(reversed(params)), bucket_cap_mb)
+        self.comm_seconds = 0.0  # time spent in sync_gradients, for benchmarks
+
+    def _broadcast_state(self, tensors):
+        """Rank 0's parameters (and buffers) to every rank, after checking the models match."""
+        g = self.group
+        if g.comm is None:
+            return
+        shapes = [(tuple(t.shape), str(t.dtype)) for t in tensors]
+        everyone = g.comm.allgather(shapes)
+        for r, theirs in enumerate(everyone):
+            if theirs != shapes:
+                raise ValueError(f"DistributedDataParallel: rank {r}'s model differs from rank "
+                                 f"{g.rank}'s ({len(theirs)} vs {len(shapes)} tensors, or "
+                                 "different shapes); build the same model on every rank")
+        for t in tensors:
+            broadcast(t, src=0, check=False)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Gradient accumulation: inside, sync_gradients() does nothing and gradients just
+        add up locally; the first sync_gradients() outside averages the sums."""
+        previous = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = previous
+
+    def sync_gradients(self):
+        """Average every parameter's .grad over the ranks (bucketed, non-blocking)."""
+        g = self.group
+        if not self.require_backward_grad_sync or g.comm is None:
+            return
+        t0 = time.perf_counter()
+        for bucket in self.buckets:  # start each bucket as soon as it is packed
+            bucket.pack()
+            bucket.request = _transport(g, bucket.buffer).iall_reduce(bucket.buffer,
+                                                                      ReduceOp.SUM)
+        for bucket in self.buckets:
+            if bucket.request is not None:
+                bucket.request.Wait()
+                bucket.request = None
+            bucket.unpack(1.0 / g.world_size)
+        self.comm_seconds += time.perf_counter() - t0
