@@ -48,7 +48,9 @@ def adam_step_cuda(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.999
     if decay is not None and decay.size != param.size:
         raise ValueError(f"adam_step: decay has {decay.size} flags for {param.size} elements")
     beta1, beta2 = betas
-    flags = param if decay is None else decay.astype(np.uint8, copy=False)
+    xp = get_array_module(param)
+    flags = (xp.zeros(1, np.uint8) if decay is None                # unread when there are none
+             else xp.ascontiguousarray(decay.astype(np.uint8, copy=False)))
     launch("adam", "adam_step", grid_1d(param.size), (256,),
            (param, grad, exp_avg, exp_avg_sq, flags, i32(decay is not None), i64(param.size),
             f32(lr), f32(beta1), f32(beta2), f32(eps), f32(weight_decay),
