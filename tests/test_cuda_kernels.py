@@ -20,7 +20,7 @@ from tinygen.optim import adam_kernel
 def _real_gpu():
     try:
         import cupy
-        return isinstance(backend.cp, type(cupy)) and cupy.cuda.runtime.getDeviceCount() > 0
+        return backend.cp is cupy and cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # noqa: BLE001  no CuPy, or no driver
         return False
 

@@ -38,7 +38,7 @@ extern "C" __global__ void cross_entropy_forward_backward(
         if (x > m) {                      // rescale what was summed against the old max
             s = s * expf(m - x) + 1.0f;
             m = x;
-        } else {
+        } else if (m != TG_NEG_INF) {   // x = m = -inf (a masked class) adds exp(-inf) = 0
             s += expf(x - m);
         }
     }
