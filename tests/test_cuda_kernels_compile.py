@@ -3,6 +3,7 @@ machine, no GPU needed; and the NumPy reference of dropout.cu's Philox generator
 
 NVRTC comes from pip's nvidia-cuda-nvrtc-cu12 wheel (the `cuda-compile` extra), called
 through ctypes: libnvrtc.so needs no driver and no GPU. The compile tests skip without it.
+The same extra's cuda-bindings (NVIDIA's Python API to NVRTC) compiles them once more.
 """
 
 import ctypes
@@ -80,6 +81,25 @@ def test_compiles_with_nvrtc(name, arch):
     assert cubin > 0
     for kernel in EXPECTED[name]:
         assert f'extern "C" __global__ void {kernel}(' in code, kernel
+
+
+@pytest.mark.parametrize("name", sorted(kernels.KERNELS))
+def test_compiles_with_cuda_bindings(name):
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc")
+    err, prog = nvrtc.nvrtcCreateProgram(kernels.source(name).encode(),
+                                         kernels.KERNELS[name].encode(), 0, [], [])
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS
+    try:
+        opts = [b"--gpu-architecture=sm_90", b"--std=c++14"]
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
+        _, cubin = nvrtc.nvrtcGetCUBINSize(prog)
+        assert cubin > 0
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)
 
 
 @pytest.mark.skipif(NVRTC is None, reason="NVRTC not installed (pip install .[cuda-compile])")
