@@ -93,9 +93,11 @@ def test_compiles_with_cuda_bindings(name):
         opts = [b"--gpu-architecture=sm_90", b"--std=c++14"]
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * size
+        # a bytearray: NVRTC writes into the buffer, and `b" " * 1` is CPython's shared
+        # one-byte object (writing the log's NUL into it turns every b" " into b"\x00")
+        log = bytearray(size)
         nvrtc.nvrtcGetProgramLog(prog, log)
-        assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
+        assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, bytes(log).decode(errors="replace")
         _, cubin = nvrtc.nvrtcGetCUBINSize(prog)
         assert cubin > 0
     finally:

@@ -254,7 +254,7 @@ def cross_entropy_forward_backward_cuda(logits, target, ignore_index=-100):
     xp = get_array_module(logits)
     x = xp.ascontiguousarray(logits)
     N, V = x.shape
-    t = xp.ascontiguousarray(target, dtype=np.int64)
+    t = xp.ascontiguousarray(xp.asarray(target, dtype=np.int64))
     loss, dlogits = xp.empty(N, np.float32), xp.empty_like(x)
     if N:
         launch("cross_entropy", "cross_entropy_forward_backward", (N,), (row_threads(V),),
