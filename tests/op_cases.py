@@ -406,7 +406,22 @@ def conv_case(env, transposed):
             return F.conv_transpose2d(x, w, b, stride, padding, out_pad)
         return F.conv2d(x, w, b, stride, padding)
 
-    return leaves, fn, None
+    def composed(x, w, b=None):  # conv2d: pad, then one strided slice per kernel offset
+        (Kh, Kw), (Sh, Sw), (Ph, Pw) = kernel, stride, padding
+        N, C, H, W = x.shape
+        zeros = partial(tg.zeros, dtype=x.dtype, device=x.device)
+        x = tg.cat([zeros(N, C, Ph, W), x, zeros(N, C, Ph, W)], 2)
+        x = tg.cat([zeros(N, C, H + 2 * Ph, Pw), x, zeros(N, C, H + 2 * Ph, Pw)], 3)
+        Ho, Wo = (H + 2 * Ph - Kh) // Sh + 1, (W + 2 * Pw - Kw) // Sw + 1
+        out = 0
+        for a in range(Kh):
+            for c in range(Kw):
+                patch = x[:, :, a:a + Sh * (Ho - 1) + 1:Sh, c:c + Sw * (Wo - 1) + 1:Sw]
+                out = out + patch.permute(0, 2, 3, 1) @ w[:, :, a, c].T   # [N, Ho, Wo, C_out]
+        out = out.permute(0, 3, 1, 2)
+        return out if b is None else out + b.reshape(1, -1, 1, 1)
+
+    return leaves, fn, None if transposed else composed
 
 
 # unequal kernel sizes, strides and paddings per direction: a swapped (h, w) fails these
