@@ -68,7 +68,7 @@ class Function:
         fn = cls()
         try:
             arrays = [t.data for t in inputs]
-            needs_grad = tuple(t.requires_grad for t in inputs)
+            needs_grad = [t.requires_grad for t in inputs]
         except AttributeError:  # something that is not a Tensor (NumPy arrays have .data)
             raise _not_a_tensor(cls, inputs) from None
         _check_same_device(cls, arrays)
@@ -81,7 +81,7 @@ class Function:
             raise kind(f"{cls.__name__.lower()}: {e} (inputs: {shapes})") from None
         if _GradMode.enabled and any(needs_grad):
             fn.inputs = inputs
-            fn.needs_input_grad = needs_grad
+            fn.needs_input_grad = tuple(needs_grad)
             return Tensor._make(out, fn)
         return Tensor._make(out, None)
 
