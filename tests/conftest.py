@@ -30,7 +30,13 @@ settings.load_profile(os.environ.get("TINYGEN_HYPOTHESIS_PROFILE", "ci"))
 needs_cuda = pytest.mark.skipif(not tg.cuda_available(), reason="needs CuPy and a GPU")
 
 
-@pytest.fixture(params=["cpu", pytest.param("cuda", marks=needs_cuda)])
+# The devices every device-parametrised test runs on, declared once: the `device` fixture
+# uses them, and a test that cannot take the fixture writes
+# @pytest.mark.parametrize("device", DEVICES).
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
+
+
+@pytest.fixture(params=DEVICES)
 def device(request):
     """Every test that takes `device` runs once per backend present (CuPy skips without GPU)."""
     return request.param

@@ -1,16 +1,14 @@
-"""Batch norm (tinygen/nn/batchnorm.py): the fused Function against its composition and
-central differences, the layers against PyTorch over several training steps, running
-statistics, state_dict, float32, eval mode and the bad-input errors."""
+"""Batch norm (F.batch_norm, nn.BatchNorm1d/2d): the layers against PyTorch over several
+training steps, running statistics, state_dict, eval mode and the bad-input errors. (The
+Function's gradcheck, composition, float32 and device checks are cases of the harness:
+tests/op_cases.py.)"""
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import tinygen as tg
 import tinygen.nn.functional as F
 from tinygen import nn
-from tinygen.backend import to_device
 
 try:
     import torch
@@ -19,86 +17,6 @@ except ImportError:
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 EPS = 1e-5
-
-
-@st.composite
-def bn_cases(draw):
-    """x [N, C, ...] with 2, 3 or 4 axes, plus the choices that change the maths."""
-    ndim = draw(st.integers(2, 4))
-    shape = [draw(st.integers(2, 4)), draw(st.integers(1, 3))] + [
-        draw(st.integers(1, 3)) for _ in range(ndim - 2)]
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    return {"x": rng.standard_normal(shape) * 2 + 1,
-            "affine": draw(st.sampled_from(["weight-bias", "weight", "none"])),
-            "training": draw(st.booleans()),
-            "stats": (rng.standard_normal(shape[1]), rng.uniform(0.5, 2, shape[1])),
-            "params": (rng.standard_normal(shape[1]), rng.standard_normal(shape[1]))}
-
-
-def bn_leaves(case, device, dtype=np.float64):
-    n = {"weight-bias": 2, "weight": 1, "none": 0}[case["affine"]]
-    arrays = [case["x"], *case["params"][:n]]
-    return [tg.tensor(a.astype(dtype), device=device, requires_grad=True) for a in arrays]
-
-
-def fused(case, device):
-    """F.batch_norm on fresh copies of the case's running statistics."""
-    def fn(x, w=None, b=None):
-        rm, rv = (tg.tensor(to_device(s.copy(), device)) for s in case["stats"])
-        return F.batch_norm(x, rm, rv, w, b, training=case["training"], eps=EPS)
-    return fn
-
-
-def composed(case, device):
-    """The same maths as a chain of primitive Tensor ops."""
-    def fn(x, w=None, b=None):
-        axes = (0, *range(2, x.ndim))                      # everything but the channel axis
-        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)      # [C] broadcast over [N, C, ...]
-        if case["training"]:
-            mean, var = x.mean(axes, keepdims=True), x.var(axes, keepdims=True)
-        else:
-            mean, var = (tg.tensor(to_device(s.reshape(shape), device)) for s in case["stats"])
-        out = (x - mean) / (var + EPS).sqrt()
-        out = out if w is None else out * w.reshape(shape)
-        return out if b is None else out + b.reshape(shape)
-    return fn
-
-
-def run(fn, inputs, seed=0):
-    for t in inputs:
-        t.grad = None
-    out = fn(*inputs)
-    g = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
-    out.backward(to_device(g, out.device))
-    return out.numpy(), [t.grad.numpy() for t in inputs]
-
-
-# ---- the fused Function -------------------------------------------------------------------
-@given(case=bn_cases())
-def test_equals_composition(case, device):
-    inputs = bn_leaves(case, device)
-    out, grads = run(fused(case, device), inputs)
-    want, want_grads = run(composed(case, device), inputs)
-    np.testing.assert_allclose(out, want, rtol=1e-9, atol=1e-10)
-    for g, want_g in zip(grads, want_grads):
-        np.testing.assert_allclose(g, want_g, rtol=1e-8, atol=1e-9)
-
-
-@given(case=bn_cases())
-def test_gradcheck(case, device):
-    assert tg.gradcheck(fused(case, device), bn_leaves(case, device), atol=1e-5, rtol=1e-5)
-
-
-@given(case=bn_cases())
-def test_float32_in_float32_out(case, device):
-    inputs = bn_leaves(case, device, np.float32)
-    rm, rv = (tg.tensor(to_device(s.astype(np.float32), device)) for s in case["stats"])
-    out = F.batch_norm(inputs[0], rm, rv, *inputs[1:], training=case["training"])
-    out.backward(to_device(np.ones(out.shape, dtype=np.float32), device))
-    assert out.dtype == np.float32 and rm.dtype == rv.dtype == np.float32
-    assert all(t.grad.dtype == np.float32 for t in inputs)
-    want, _ = run(fused(case, device), bn_leaves(case, device))
-    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
 def test_running_stats_use_the_unbiased_variance():

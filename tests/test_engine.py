@@ -10,6 +10,7 @@ from conftest import SHAPES, arrays, leaf
 from hypothesis import given
 
 import tinygen as tg
+from tinygen.autograd import Function
 
 
 # ---- accumulation -------------------------------------------------------------------------
@@ -263,3 +264,94 @@ def test_gradcheck_on_a_0d_input(device):
 def test_gradcheck_on_a_non_contiguous_input():
     x = tg.tensor(np.arange(12.0).reshape(3, 4).T, requires_grad=True)
     assert tg.gradcheck(lambda t: (t * t).sum(), [x])
+
+
+# ---- gradients that reach two leaves through one fresh array -----------------------------
+def test_a_fresh_gradient_array_reaching_two_leaves_is_not_aliased(device):
+    """Mul's backward makes a fresh (non-view) array; Add hands that same array to both
+    leaves. Each .grad must own it: the engine copies the second time it stores one."""
+    a = tg.tensor([1.0, 2.0], device=device, requires_grad=True)
+    b = tg.tensor([3.0, 4.0], device=device, requires_grad=True)
+    ((a + b) * tg.tensor([2.0, 3.0], device=device)).sum().backward()
+    assert a.grad.data is not b.grad.data
+    a.grad.data += 100
+    np.testing.assert_array_equal(b.grad.numpy(), [2.0, 3.0])
+
+
+def test_clip_grad_norm_after_a_real_backward(device):
+    """Two parameters fed the same fresh gradient array: clipping scales each once."""
+    from tinygen import nn, optim
+
+    w1 = nn.Parameter(tg.tensor([1.0, 2.0], device=device).data)
+    w2 = nn.Parameter(tg.tensor([3.0, 4.0], device=device).data)
+    ((w1 + w2) * tg.tensor([3.0, 4.0], device=device)).sum().backward()  # both grads [3, 4]
+    norm = optim.clip_grad_norm_([w1, w2], max_norm=1.0)
+    assert abs(norm - np.sqrt(50.0)) < 1e-5
+    scale = 1.0 / (np.sqrt(50.0) + 1e-6)
+    for w in (w1, w2):
+        np.testing.assert_allclose(w.grad.numpy(), np.array([3.0, 4.0]) * scale, rtol=1e-5)
+
+
+# ---- what a learner's own Function hands the engine ----------------------------------------
+class _Scale(Function):
+    """y = x * w for x [N] and w [N]; its backward is replaced by each test."""
+
+    def forward(self, x, w):
+        self.x, self.w = x, w
+        return x * w
+
+    def backward(self, grad):
+        return grad * self.w, grad * self.x
+
+
+def test_a_backward_returning_too_few_gradients_is_an_error(device):
+    class Forgetful(_Scale):
+        def backward(self, grad):
+            return grad * self.w  # forgot the weight's gradient
+
+    x = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    w = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Forgetful\.backward returned 1 gradient.*2 input"):
+        Forgetful.apply(x, w).sum().backward()
+
+
+def test_a_backward_returning_too_many_gradients_is_an_error(device):
+    class Generous(_Scale):
+        def backward(self, grad):
+            return grad * self.w, grad * self.x, grad
+
+    x = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    w = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Generous\.backward returned 3 gradient.*2 input"):
+        Generous.apply(x, w).sum().backward()
+
+
+def test_a_gradient_of_the_wrong_shape_names_the_function_input_and_shapes(device):
+    class Summed(_Scale):
+        def backward(self, grad):
+            return grad * self.w, (grad * self.x).sum(keepdims=True)  # [1], not [8]
+
+    x = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    w = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Summed\.backward .* shape \(1,\) for input 1, "
+                                           r"whose shape is \(8,\)"):
+        Summed.apply(x, w).sum().backward()
+
+
+def test_a_gradient_that_broadcasts_to_its_input_is_summed():
+    class Wide(_Scale):
+        def backward(self, grad):
+            return grad * self.w, grad[None, :] * self.x  # [1, 8]: sums back to [8]
+
+    x = tg.ones(8, dtype=tg.float64, requires_grad=True)
+    w = tg.ones(8, dtype=tg.float64, requires_grad=True)
+    Wide.apply(x, w).sum().backward()
+    assert w.grad.shape == (8,)
+
+
+@pytest.mark.parametrize("bad", [np.ones(8), [1.0] * 8, 2.0], ids=["array", "list", "float"])
+def test_apply_with_a_non_tensor_input_says_to_wrap_it(device, bad):
+    x = tg.ones(8, dtype=tg.float64, device=device, requires_grad=True)
+    with pytest.raises(TypeError, match=r"_Scale\.apply: input 1 is a .*not a Tensor.*"
+                                        r"tg\.tensor.*keyword option"):
+        _Scale.apply(x, bad)

@@ -1,7 +1,7 @@
 """The functions of tinygen.nn.functional, one at a time: numerical stability at extreme
 inputs, what dropout, embedding and attention must do beyond their gradients, leaky_relu
 against PyTorch, and clear errors for bad input. (The table-driven checks of every
-function's gradients are in test_fused.py.)"""
+function's gradients are the harness: tests/harness.py, tests/op_cases.py.)"""
 
 import math
 

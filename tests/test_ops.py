@@ -23,34 +23,6 @@ from hypothesis.extra import numpy as hnp
 
 import tinygen as tg
 
-# name -> (tinygen binary op, NumPy reference, domain of the second operand)
-BINARY = {
-    "add": (lambda a, b: a + b, np.add, floats()),
-    "sub": (lambda a, b: a - b, np.subtract, floats()),
-    "mul": (lambda a, b: a * b, np.multiply, floats()),
-    "div": (lambda a, b: a / b, np.divide, away_from_zero(0.5)),
-}
-
-
-@pytest.mark.parametrize("name", BINARY)
-@given(data=st.data(), shapes=BROADCAST_PAIRS)
-def test_binary_grad(device, name, data, shapes):
-    fn, _, b_domain = BINARY[name]
-    a = data.draw(arrays(shapes.input_shapes[0]))
-    b = data.draw(arrays(shapes.input_shapes[1], b_domain))
-    check_grad(fn, [a, b], device)
-
-
-@pytest.mark.parametrize("name", BINARY)
-@given(data=st.data(), shapes=BROADCAST_PAIRS)
-def test_binary_forward(device, name, data, shapes):
-    fn, ref, b_domain = BINARY[name]
-    a = data.draw(arrays(shapes.input_shapes[0]))
-    b = data.draw(arrays(shapes.input_shapes[1], b_domain))
-    out = fn(leaf(a, device), leaf(b, device))
-    assert_forward(out, ref(a, b))
-    assert out.shape == shapes.result_shape
-
 
 @given(data=st.data(), shapes=BROADCAST_PAIRS)
 def test_binary_with_only_one_input_requiring_grad(device, data, shapes):
@@ -126,34 +98,6 @@ def test_pow_tensor_exponent(device, data, shapes):
     y = data.draw(arrays(shapes.input_shapes[1], floats(-2.0, 2.0)))
     check_grad(lambda a, b: a ** b, [x, y], device)
     assert_forward(leaf(x, device) ** leaf(y, device), x ** y)
-
-
-# name -> (tinygen op, NumPy reference, safe domain)
-UNARY = {
-    "neg": (lambda t: -t, np.negative, floats()),
-    "exp": (lambda t: t.exp(), np.exp, floats()),
-    "log": (lambda t: t.log(), np.log, floats(0.2, 5.0)),
-    "sqrt": (lambda t: t.sqrt(), np.sqrt, floats(0.2, 5.0)),
-    "tanh": (lambda t: t.tanh(), np.tanh, floats()),
-    "sigmoid": (lambda t: t.sigmoid(), lambda a: 1 / (1 + np.exp(-a)), floats(-8.0, 8.0)),
-    "relu": (lambda t: t.relu(), lambda a: np.maximum(a, 0), away_from_zero(0.1)),
-    "abs": (lambda t: t.abs(), np.abs, away_from_zero(0.1)),
-}
-
-
-@pytest.mark.parametrize("name", UNARY)
-@given(data=st.data(), shape=SHAPES)
-def test_unary_grad(device, name, data, shape):
-    fn, _, domain = UNARY[name]
-    check_grad(fn, [data.draw(arrays(shape, domain))], device)
-
-
-@pytest.mark.parametrize("name", UNARY)
-@given(data=st.data(), shape=SHAPES)
-def test_unary_forward(device, name, data, shape):
-    fn, ref, domain = UNARY[name]
-    x = data.draw(arrays(shape, domain))
-    assert_forward(fn(leaf(x, device)), ref(x))
 
 
 def test_relu_and_abs_at_zero_follow_pytorch(device):

@@ -13,9 +13,6 @@ import tinygen as tg
 from tinygen import nn, optim
 from tinygen.optim.lr_scheduler import WarmupCosine, warmup_cosine
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not tg.cuda_available(), reason="no GPU"))]
-
 SHAPES = [(3, 4), (5,)]
 STEPS = 5
 
@@ -113,7 +110,6 @@ def test_matches_torch_step_for_step(name):
             np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_in_place_and_float32(name, device):
     cls, _, options = CONFIGS[name]

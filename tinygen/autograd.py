@@ -66,7 +66,11 @@ class Function:
         from tinygen.tensor import Tensor  # tensor.py imports this module
 
         fn = cls()
-        arrays = [t.data for t in inputs]
+        try:
+            arrays = [t.data for t in inputs]
+            needs_grad = [t.requires_grad for t in inputs]
+        except AttributeError:  # something that is not a Tensor (NumPy arrays have .data)
+            raise _not_a_tensor(cls, inputs) from None
         _check_same_device(cls, arrays)
         try:
             out = fn.forward(*arrays, **options)
@@ -75,9 +79,9 @@ class Function:
             # re-raise as the plain built-in class: NumPy's subclasses take other arguments
             kind = next(k for k in type(e).__mro__ if k in (ValueError, TypeError, IndexError))
             raise kind(f"{cls.__name__.lower()}: {e} (inputs: {shapes})") from None
-        if _GradMode.enabled and any(t.requires_grad for t in inputs):
+        if _GradMode.enabled and any(needs_grad):
             fn.inputs = inputs
-            fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+            fn.needs_input_grad = tuple(needs_grad)
             return Tensor._make(out, fn)
         return Tensor._make(out, None)
 
@@ -92,6 +96,19 @@ class Function:
         inputs = self.inputs
         self.__dict__.clear()
         self.inputs, self.freed = inputs, True
+
+
+def _not_a_tensor(cls, inputs):
+    """The error for Function.apply given an array, number or list where a Tensor belongs."""
+    from tinygen.tensor import Tensor
+
+    i, x = next(((i, x) for i, x in enumerate(inputs) if not isinstance(x, Tensor)),
+                (0, inputs[0]))
+    kind = f"{type(x).__module__}.{type(x).__qualname__}".replace("builtins.", "")
+    return TypeError(
+        f"{cls.__name__}.apply: input {i} is a {kind}, not a Tensor. Positional inputs of "
+        f"apply are the graph's inputs: wrap it as tg.tensor(...) (requires_grad=True for a "
+        f"gradient), or pass a constant as a keyword option, {cls.__name__}.apply(x, name=...)")
 
 
 def _check_same_device(fn, arrays):
@@ -160,10 +177,23 @@ def backward(root, grad, retain_graph=False):
         gxs = fn.backward(g)
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
-        for x, gx in zip(fn.inputs, gxs):
+        if len(gxs) != len(fn.inputs):
+            raise RuntimeError(
+                f"{type(fn).__name__}.backward returned {len(gxs)} gradient(s) for "
+                f"{len(fn.inputs)} input(s): return one per positional input of apply, in "
+                "order, with None where no gradient flows")
+        for i, (x, gx) in enumerate(zip(fn.inputs, gxs)):
             if gx is None or not x.requires_grad:
                 continue
-            gx = unbroadcast(gx, x.data.shape)
+            try:
+                gx = unbroadcast(gx, x.data.shape)
+            except (ValueError, IndexError, AttributeError):
+                shape = getattr(gx, "shape", type(gx).__name__)
+                raise RuntimeError(
+                    f"{type(fn).__name__}.backward returned a gradient of shape "
+                    f"{tuple(shape) if isinstance(shape, tuple) else shape} for input {i}, "
+                    f"whose shape is {tuple(x.data.shape)}: the gradient must have the "
+                    "input's shape (or one that broadcasts to it)") from None
             prev = grads.get(id(x))
             grads[id(x)] = gx if prev is None else prev + gx
         if not retain_graph:

@@ -80,15 +80,143 @@ def synchronize(device):
         cp.cuda.Device().synchronize()
 
 
+def default_rng(device, seed):
+    """A random Generator on `device`: NumPy's PCG64 on the CPU, CuPy's on the GPU."""
+    return module_for(device).random.default_rng(seed)
+
+
+# ---- array-layout and BLAS tricks ---------------------------------------------------------
+# Every trick of tinygen lives here, behind a name that says what it computes; the ops call
+# them by that name, so they still read as their formula. Each docstring gives the plain
+# NumPy expression and the reason for the trick: what it saves, measured with NumPy 2.4
+# (OpenBLAS, float32) on a 2-core x86-64 machine. On CuPy the plain expression is used
+# wherever the trick only works around NumPy.
+
+_ones_cache = {}
+
+
+def _ones(xp, n, dtype):
+    """A cached vector of n ones: the other operand of a sum written as a matrix product."""
+    key = (xp.__name__, n, dtype)
+    if key not in _ones_cache:
+        _ones_cache[key] = xp.ones(n, dtype=dtype)
+    return _ones_cache[key]
+
+
+def row_sums(x):
+    """x.sum(axis=-1, keepdims=True), computed as one matrix-vector product (BLAS gemv).
+
+    For rows of a few hundred numbers NumPy's reduction goes row by row (pairwise
+    summation, one row at a time); gemv runs over all rows at once, several times faster
+    (layer norm and softmax rows of a GPT)."""
+    ones = _ones(get_array_module(x), x.shape[-1], x.dtype)
+    return (x.reshape(-1, x.shape[-1]) @ ones).reshape(*x.shape[:-1], 1)
+
+
+def column_sums(x):
+    """x summed over every axis but the last -> [C] (a bias gradient), computed as one
+    vector-matrix product: the same gemv instead of NumPy's reduction down the columns."""
+    x2 = x.reshape(-1, x.shape[-1])
+    return _ones(get_array_module(x), x2.shape[0], x.dtype) @ x2
+
+
+def mm(a, b):
+    """a @ b for 2-D a and b.
+
+    When the inner size is 1 that product is an outer product, for which NumPy's matmul
+    leaves BLAS for a slow generic loop (over ten times slower); a broadcast a * b gives
+    the same numbers. It happens in Linear's backward through Linear(in, 1), a GAN
+    discriminator's last layer."""
+    return a * b if a.shape[1] == 1 else a @ b
+
+
+# The batch-last layout. Conv layers keep images as [C, H, W, N] buffers (batch last: every
+# im2col/col2im copy then moves runs of N contiguous numbers, see ops/conv.py) and hand out
+# their result as an [N, C, H, W] *view* of such a buffer, as PyTorch's channels_last
+# tensors do. NumPy's elementwise ops keep that memory order, so batch norm and activations
+# in between stay batch-last, and the next layer finds its input already laid out. The
+# three functions below define the layout; its consumers ask `is_batch_last`.
+
+def is_batch_last(x):
+    """True when the batch axis (axis 0) of x is the last in memory: x [N, ...] is a view
+    of a contiguous [..., N] buffer. An array that is C-contiguous as well (one image, one
+    feature) is not: either memory order serves it."""
+    if x.ndim < 2 or x.flags.c_contiguous:
+        return False
+    return x.transpose(*range(1, x.ndim), 0).flags.c_contiguous
+
+
+def to_batch_last(x):
+    """[N, ...] -> a contiguous [..., N] buffer: free when x is_batch_last, one copy otherwise.
+
+    NumPy's own transposing copy of a large batch reads each output row's N numbers from N
+    places far apart, missing the cache on every one; copying 16 images at a time keeps
+    the rows being read in cache (several times faster for a [100, 24, 32, 32] batch)."""
+    xp = get_array_module(x)
+    rows = x.transpose(*range(1, x.ndim), 0)
+    if rows.flags.c_contiguous or xp is not np or x.size < 1 << 16:
+        return xp.ascontiguousarray(rows)
+    N = x.shape[0]
+    flat, out = x.reshape(N, -1), np.empty((x[0].size, N), x.dtype)
+    for n in range(0, N, 16):
+        out[:, n:n + 16] = flat[n:n + 16].T
+    return out.reshape(rows.shape)
+
+
+def from_batch_last(rows):
+    """[..., N] buffer -> [N, ...]: a view, not a copy, which is_batch_last recognises."""
+    return rows.transpose(rows.ndim - 1, *range(rows.ndim - 1))
+
+
+def mm_like(x, a, b):
+    """a @ b (2-D, shaped like x), laid out in memory as x is: batch-last when x is.
+
+    A gradient should share its input's memory order: elementwise ops between arrays of
+    mismatched orders are several times slower in NumPy. Linear's input gradient after a
+    flattened conv output is the case: (bᵀ aᵀ)ᵀ is the same product, batch-last."""
+    return mm(b.T, a.T).T if is_batch_last(x) else mm(a, b)
+
+
+def channel_sums(x3):
+    """x3 [N, C, L] summed over N and L -> [C] (batch norm's statistics), as gemv.
+
+    A batch-last x3 is one [C, L*N] matrix in memory: one row_sums pass. Otherwise each
+    image's rows are summed first, then the [N, C] partial sums over the batch."""
+    N, C, L = x3.shape
+    if is_batch_last(x3):
+        return row_sums(x3.transpose(1, 2, 0).reshape(C, L * N))[:, 0]
+    per_image = row_sums(x3.reshape(N * C, L)).reshape(N, C) if L > 1 else x3.reshape(N, C)
+    return column_sums(per_image)
+
+
+def index_add(out, idx, values):
+    """out[idx[i]] += values[i] for every i, adding (not overwriting) when idx repeats:
+    NumPy's np.add.at(out, idx, values), the backward of an embedding lookup.
+
+    np.add.at works one row at a time; sorting the indices and summing each run of equal
+    ones with np.add.reduceat is several times faster on the CPU. CuPy's add.at is already
+    an atomic scatter-add kernel."""
+    if get_array_module(out) is not np:
+        cp.add.at(out, idx, values)
+        return out
+    if idx.size == 0:
+        return out
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+    out[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
+    return out
+
+
 def tune_allocator():
     """Keep freed NumPy buffers inside the process instead of returning them to the OS.
 
     glibc hands every freed block above 128 KiB (its mmap threshold) straight back to the
-    kernel, so each training step faults the same pages in again: tens of thousands of
-    minor page faults per step, up to half of a small model's step time on a 2-core
-    machine (see ANCHORS.md). Raising the mmap threshold and the trim threshold makes
-    glibc reuse those blocks, which is what PyTorch's caching allocator does for it.
-    Set TINYGEN_TUNE_MALLOC=0 to opt out. Only Linux with glibc is affected.
+    kernel, so each training step faults the same pages in again. Measured on a GPT
+    baby step (2-core machine): ~28k minor page faults per step, 40-90 ms of a ~90 ms
+    step. Raising the mmap, trim and top-pad thresholds makes glibc reuse those blocks,
+    which PyTorch's caching allocator does for it. Set TINYGEN_TUNE_MALLOC=0 to opt out.
+    Only Linux with glibc is affected.
     """
     if os.environ.get("TINYGEN_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith(
             "linux"):
@@ -102,27 +230,3 @@ def tune_allocator():
     ok &= libc.mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024 * 1024)
     ok &= libc.mallopt(M_TOP_PAD, 256 * 1024 * 1024)
     return bool(ok)
-
-
-def default_rng(device, seed):
-    """A random Generator on `device`: NumPy's PCG64 on the CPU, CuPy's on the GPU."""
-    return module_for(device).random.default_rng(seed)
-
-
-def index_add(out, idx, values):
-    """out[idx[i]] += values[i] for every i, adding (not overwriting) when idx repeats.
-
-    This is the backward of an embedding lookup. NumPy's `np.add.at` does it one row at a
-    time; sorting the indices and summing each run of equal ones with `np.add.reduceat`
-    is 3-6x faster on the CPU. CuPy's `add.at` is already an atomic scatter-add kernel.
-    """
-    if get_array_module(out) is not np:
-        cp.add.at(out, idx, values)
-        return out
-    if idx.size == 0:
-        return out
-    order = np.argsort(idx, kind="stable")
-    sorted_idx = idx[order]
-    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-    out[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
-    return out

@@ -262,13 +262,13 @@ class Tensor:
         return ops.Sqrt.apply(self)
 
     def tanh(self):
-        return ops.Tanh.apply(self)
+        return ops.TanhFunction.apply(self)
 
     def sigmoid(self):
-        return ops.Sigmoid.apply(self)
+        return ops.SigmoidFunction.apply(self)
 
     def relu(self):
-        return ops.Relu.apply(self)
+        return ops.ReLUFunction.apply(self)
 
     def abs(self):
         return ops.Abs.apply(self)

@@ -1,16 +1,15 @@
 """tinygen.nn.functional: the stateless building blocks of models (PyTorch's names).
 
-The hot spots of a transformer (linear, gelu, layer_norm, attention, cross_entropy) are
-fused Functions from `fused.py`, convolutions come from `conv.py` and batch norm from
-`batchnorm.py`; the rest are one-line compositions of Tensor ops.
+Each wrapper checks its arguments (errors name the function and the shapes) and calls one
+Function of tinygen/ops/ (linear, gelu, layer_norm, batch_norm, attention, cross_entropy,
+embedding, dropout, conv2d, ...) or is a one-line composition of Tensor ops.
 """
 
 import numpy as np
 
 from tinygen import ops
 from tinygen.backend import get_array_module, to_device
-from tinygen.nn import conv, fused
-from tinygen.nn.batchnorm import batch_norm  # noqa: F401  (lives beside BatchNorm1d/2d)
+from tinygen.ops.conv import check_conv_args
 from tinygen.random import generator
 from tinygen.tensor import Tensor
 
@@ -18,8 +17,8 @@ from tinygen.tensor import Tensor
 def linear(x, weight, bias=None):
     """x @ weight.T + bias, with weight [out_features, in_features] as in PyTorch."""
     if bias is None:
-        return fused.Linear.apply(x, weight)
-    return fused.Linear.apply(x, weight, bias)
+        return ops.LinearFunction.apply(x, weight)
+    return ops.LinearFunction.apply(x, weight, bias)
 
 
 def relu(x):
@@ -29,7 +28,7 @@ def relu(x):
 def leaky_relu(x, negative_slope=0.01):
     """x where x > 0, else negative_slope * x: one fused node (relu(x) - slope * relu(-x)
     would be five)."""
-    return fused.LeakyReLU.apply(x, negative_slope=negative_slope)
+    return ops.LeakyReLUFunction.apply(x, negative_slope=negative_slope)
 
 
 def sigmoid(x):
@@ -44,7 +43,7 @@ def gelu(x, approximate="tanh"):
     """GELU in the tanh form that GPT-2 uses (PyTorch's approximate='tanh')."""
     if approximate != "tanh":
         raise ValueError(f"gelu: only approximate='tanh' is implemented, got {approximate!r}")
-    return fused.GELU.apply(x)
+    return ops.GELUFunction.apply(x)
 
 
 def softmax(x, axis=-1, *, dim=None):
@@ -65,7 +64,37 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     inputs = [t for t in (weight, bias) if t is not None]
     if bias is not None and weight is None:
         raise ValueError("layer_norm: a bias without a weight is not supported")
-    return fused.LayerNorm.apply(x, *inputs, eps=eps)
+    return ops.LayerNormFunction.apply(x, *inputs, eps=eps)
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation of x [N, C, ...] over N and the axes after C (PyTorch's
+    F.batch_norm). training=True uses the batch's statistics and, when running_mean and
+    running_var are given, updates them in place: r = (1 - momentum) r + momentum · batch
+    stat; training=False uses running_mean / running_var. weight, bias: [C] or None."""
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input [N, C, ...], got shape {x.shape}")
+    C = x.shape[1]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} must have shape ({C},) for the input "
+                             f"{x.shape}, got {tuple(t.shape)}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: give both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm: training=False needs running_mean and running_var")
+    if training and x.data.size <= C:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when "
+                         f"training, got input {x.shape}")
+    if weight is None and bias is not None:  # the Function takes a bias only with a weight
+        weight = Tensor(get_array_module(x.data).ones(C, dtype=x.dtype))
+    params = [t for t in (weight, bias) if t is not None]
+    # the running statistics are updated in place: the Function gets their arrays
+    stats = [t.data if isinstance(t, Tensor) else t for t in (running_mean, running_var)]
+    return ops.BatchNormFunction.apply(x, *params, training=training, running_mean=stats[0],
+                                       running_var=stats[1], momentum=momentum, eps=eps)
 
 
 def _class_indices(target, op, like):
@@ -87,7 +116,7 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: unknown reduction {reduction!r}")
     flat = logits.reshape(-1, logits.shape[-1]) if logits.ndim != 2 else logits
-    out = fused.CrossEntropy.apply(flat, ignore_index=ignore_index, reduction=reduction,
+    out = ops.CrossEntropy.apply(flat, ignore_index=ignore_index, reduction=reduction,
                                    target=target.reshape(-1))
     return out.reshape(target.shape) if reduction == "none" else out
 
@@ -126,7 +155,7 @@ def dropout(x, p=0.5, training=True):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    return fused.Dropout.apply(x, mask=_keep_mask(x.shape, x, p))
+    return ops.DropoutFunction.apply(x, mask=_keep_mask(x.shape, x, p))
 
 
 def embedding(idx, weight):
@@ -136,7 +165,7 @@ def embedding(idx, weight):
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= V):
         bad = int(idx.max()) if int(idx.max()) >= V else int(idx.min())
         raise IndexError(f"embedding: index {bad} is out of range for {V} rows")
-    return fused.Embedding.apply(weight, idx=idx)
+    return ops.EmbeddingFunction.apply(weight, idx=idx)
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False,
@@ -155,25 +184,25 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
     if dropout_p > 0 and training:
         shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
         drop = _keep_mask(shape, q, dropout_p)
-    return fused.Attention.apply(q, k, v, is_causal=is_causal, attn_mask=mask, scale=scale,
-                                 dropout=drop)
+    return ops.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask,
+                                               scale=scale, dropout=drop)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in PyTorch): x [N, C_in, H, W], weight
     [C_out, C_in, K_h, K_w], bias [C_out] -> [N, C_out, H_out, W_out] with
     H_out = (H + 2 padding - K_h) // stride + 1. stride, padding: int or (h, w)."""
-    stride, padding = conv.check_conv_args("conv2d", x, weight, bias, stride, padding)
+    stride, padding = check_conv_args("conv2d", x, weight, bias, stride, padding)
     params = (weight,) if bias is None else (weight, bias)
-    return conv.Conv2d.apply(x, *params, stride=stride, padding=padding)
+    return ops.Conv2dFunction.apply(x, *params, stride=stride, padding=padding)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
     """Transposed convolution (the gradient of conv2d with respect to its input, used as
     an upsampling layer): x [N, C_in, H, W], weight [C_in, C_out, K_h, K_w] ->
     [N, C_out, (H - 1) stride - 2 padding + K_h + output_padding, ...]."""
-    stride, padding, output_padding = conv.check_conv_args(
+    stride, padding, output_padding = check_conv_args(
         "conv_transpose2d", x, weight, bias, stride, padding, output_padding)
     params = (weight,) if bias is None else (weight, bias)
-    return conv.ConvTranspose2d.apply(x, *params, stride=stride, padding=padding,
+    return ops.ConvTranspose2dFunction.apply(x, *params, stride=stride, padding=padding,
                                       output_padding=output_padding)

@@ -7,8 +7,8 @@ import numpy as np
 from tinygen.backend import module_for
 from tinygen.nn import functional as F
 from tinygen.nn import init
-from tinygen.nn.conv import pair
 from tinygen.nn.module import Module, Parameter
+from tinygen.ops.conv import pair
 
 
 def _empty(*shape, device="cpu"):

@@ -1,4 +1,5 @@
-"""Elementwise primitives. Broadcasting is NumPy's; the engine un-broadcasts gradients."""
+"""Elementwise primitives. Broadcasting is NumPy's; the engine un-broadcasts gradients.
+(The nonlinearities between layers, relu, tanh, sigmoid, gelu, are in activation.py.)"""
 
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module
@@ -88,34 +89,6 @@ class Sqrt(Function):
 
     def backward(self, grad):
         return grad / (2 * self.out)
-
-
-class Tanh(Function):
-    def forward(self, x):
-        self.out = get_array_module(x).tanh(x)
-        return self.out
-
-    def backward(self, grad):
-        return grad * (1 - self.out * self.out)
-
-
-class Sigmoid(Function):
-    def forward(self, x):
-        # 1/(1+e^-x) overflows for large negative x; this form is stable everywhere
-        self.out = 0.5 * (get_array_module(x).tanh(0.5 * x) + 1)
-        return self.out
-
-    def backward(self, grad):
-        return grad * self.out * (1 - self.out)
-
-
-class Relu(Function):
-    def forward(self, x):
-        self.out = get_array_module(x).maximum(x, 0)
-        return self.out
-
-    def backward(self, grad):
-        return grad * (self.out > 0)  # the kink at 0 gets gradient 0, as in PyTorch
 
 
 class Abs(Function):

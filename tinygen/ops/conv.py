@@ -10,27 +10,25 @@ A transposed convolution is the same pair read backwards: conv_transpose2d's for
 conv2d's input gradient, and its input gradient is conv2d's forward (Dumoulin & Visin
 2016, "A guide to convolution arithmetic", section 4). So both Functions below are built
 from two helpers, `conv_output` and `conv_input_grad`, and each piece of arithmetic is
-written once. Fused for speed: one node, one matmul per direction, no per-pixel Python.
+written once. Each Function replaces the composition "pad, then for every kernel offset
+a strided slice times one weight column, summed" (K_h*K_w slices and products, see the
+loop reference in tests/test_conv.py). Fused for speed: one node, one matmul per
+direction, no per-pixel Python, and no padded copy of the input.
 
 Shapes: N batch, C channels (C_in, C_out), H, W image size, K kernel (K_h, K_w), S stride,
 P padding, H_out, W_out the output size. Inside this file images are kept as "rows"
-[C, H, W, N], batch last: every copy in im2col and col2im then moves runs of N contiguous
-numbers instead of a few strided pixels (2-5x faster in NumPy than in the [N, C, H, W]
-layout). A layer hands its result back as an [N, C, H, W] *view* of its rows, without a
-copy, much as PyTorch's channels_last tensors do: NumPy's elementwise ops keep that memory
-order (batch norm and activations in between stay batch-last), and the next conv layer's
-`to_rows` then finds its input already in rows order, so it transposes for free. The
-zero padding is never built either: im2col writes zeros where a kernel offset sees it,
-and col2im drops what lands there (`inside` works out which pixels those are).
+[C, H, W, N], batch last (backend.py defines that layout: `to_batch_last`,
+`from_batch_last`, `is_batch_last`): every copy in im2col and col2im then moves runs of N
+contiguous numbers instead of a few strided pixels. A layer hands its result back as an
+[N, C, H, W] view of its rows, and the next conv layer finds its input already in rows
+order. The zero padding is never built either: im2col writes zeros where a kernel offset
+sees it, and col2im drops what lands there (`inside` works out which pixels those are).
 """
 
 import numbers
 
-import numpy as np
-
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module
-from tinygen.nn.fused import sum_last
+from tinygen.backend import from_batch_last, get_array_module, row_sums, to_batch_last
 
 
 # ---- arguments --------------------------------------------------------------------------
@@ -93,30 +91,7 @@ def check_conv_args(op, x, weight, bias, stride, padding, output_padding=None):
     return stride, padding, output_padding
 
 
-# ---- layouts: [N, C, H, W] images <-> [C, H, W, N] rows ---------------------------------
-def to_rows(x):
-    """[N, C, H, W] -> [C, H, W, N]: free for an image that a conv layer made (already
-    batch-last in memory), one transposing copy otherwise.
-
-    NumPy's own transposing copy of a large batch reads each output row's N numbers from N
-    places C*H*W apart, missing the cache on every one; copying 16 images at a time keeps
-    the rows being read in cache: 3-4x faster at [100, 24, 32, 32] (6.1 -> 1.5 ms)."""
-    xp = get_array_module(x)
-    rows = x.transpose(1, 2, 3, 0)
-    if rows.flags.c_contiguous or xp is not np or x.size < 1 << 16:
-        return xp.ascontiguousarray(rows)
-    N = x.shape[0]
-    flat, out = x.reshape(N, -1), np.empty((x[0].size, N), x.dtype)
-    for n in range(0, N, 16):
-        out[:, n:n + 16] = flat[n:n + 16].T
-    return out.reshape(rows.shape)
-
-
-def to_images(rows):
-    """[C, H, W, N] -> [N, C, H, W]: a view of `rows`, not a copy (see the top of this file)."""
-    return rows.transpose(3, 0, 1, 2)
-
-
+# ---- im2col and col2im, on images kept as rows [C, H, W, N] ----------------------------
 def inside(a, S, P, n_out, n):
     """Along one axis, kernel offset a at output positions i = 0 .. n_out-1 reads input
     pixel y = a + S i - P. Returns (slice of i, slice of y) for the positions where y lies
@@ -198,7 +173,7 @@ def col2im(cols, shape, kernel, stride, padding):
 def conv_cols(x, kernel, stride, padding):
     """im2col of an image batch x [N, C, H, W] -> [C*K_h*K_w, H_out*W_out*N]."""
     out_size = output_size(x.shape, kernel, stride, padding)
-    return im2col(to_rows(x), kernel, stride, padding, out_size)
+    return im2col(to_batch_last(x), kernel, stride, padding, out_size)
 
 
 def conv_output(weight, cols, N, out_size, bias=None):
@@ -208,7 +183,7 @@ def conv_output(weight, cols, N, out_size, bias=None):
     out = weight.reshape(weight.shape[0], -1) @ cols            # [A, H_out*W_out*N]
     if bias is not None:
         out += bias[:, None]
-    return to_images(out.reshape(-1, *out_size, N))
+    return from_batch_last(out.reshape(-1, *out_size, N))
 
 
 def conv_input_grad(grad_rows, weight, x_shape, stride, padding):
@@ -217,11 +192,11 @@ def conv_input_grad(grad_rows, weight, x_shape, stride, padding):
     gradient, and conv_transpose2d's forward (with A = C_in, B = C_out)."""
     N, B, H, W = x_shape
     gcols = weight.reshape(weight.shape[0], -1).T @ grad_rows  # [B*K_h*K_w, H_out*W_out*N]
-    return to_images(col2im(gcols, (B, H, W, N), weight.shape[2:], stride, padding))
+    return from_batch_last(col2im(gcols, (B, H, W, N), weight.shape[2:], stride, padding))
 
 
 # ---- the Functions ----------------------------------------------------------------------
-class Conv2d(Function):
+class Conv2dFunction(Function):
     """out[n, o] = Σ_c weight[o, c] ⋆ x[n, c] + bias[o] (cross-correlation, as in PyTorch).
     x [N, C_in, H, W], weight [C_out, C_in, K_h, K_w], bias [C_out] -> [N, C_out, H_out, W_out].
     stride and padding are (h, w) pairs; `check_conv_args` has validated everything."""
@@ -236,7 +211,7 @@ class Conv2d(Function):
         return out                                                # [N, C_out, H_out, W_out]
 
     def backward(self, grad):
-        g = to_rows(grad).reshape(grad.shape[1], -1)              # [C_out, H_out*W_out*N]
+        g = to_batch_last(grad).reshape(grad.shape[1], -1)        # [C_out, H_out*W_out*N]
         gx = gw = None
         if self.needs_input_grad[0]:
             gx = conv_input_grad(g, self.weight, self.x_shape, self.stride, self.padding)
@@ -244,11 +219,11 @@ class Conv2d(Function):
             gw = (g @ self.cols.T).reshape(self.weight.shape)
         if not self.has_bias:
             return gx, gw
-        return gx, gw, sum_last(g)[:, 0]
+        return gx, gw, row_sums(g)[:, 0]
 
 
-class ConvTranspose2d(Function):
-    """The transpose (adjoint) of Conv2d: conv2d's input gradient used as a layer, which
+class ConvTranspose2dFunction(Function):
+    """The transpose (adjoint) of Conv2dFunction: conv2d's input gradient used as a layer, which
     upsamples by the stride. x [N, C_in, H, W], weight [C_in, C_out, K_h, K_w] (PyTorch's
     layout), bias [C_out] -> [N, C_out, (H-1) S - 2P + K + output_padding, ...]."""
 
@@ -258,7 +233,7 @@ class ConvTranspose2d(Function):
         out_shape = (N, weight.shape[1]) + tuple(
             (n - 1) * s - 2 * p + k + o
             for n, s, p, k, o in zip((H, W), stride, padding, weight.shape[2:], output_padding))
-        self.x_rows = to_rows(x).reshape(x.shape[1], -1)          # [C_in, H*W*N]
+        self.x_rows = to_batch_last(x).reshape(x.shape[1], -1)    # [C_in, H*W*N]
         out = conv_input_grad(self.x_rows, weight, out_shape, stride, padding)
         if bias is not None:
             out += bias[:, None, None]
@@ -268,7 +243,7 @@ class ConvTranspose2d(Function):
 
     def backward(self, grad):
         N, _, H, W = self.x_shape
-        grows = to_rows(grad)                                     # [C_out, H_out, W_out, N]
+        grows = to_batch_last(grad)                               # [C_out, H_out, W_out, N]
         gx = gw = None
         if self.needs_input_grad[0] or self.needs_input_grad[1]:
             gcols = im2col(grows, self.weight.shape[2:], self.stride, self.padding, (H, W))
@@ -278,4 +253,4 @@ class ConvTranspose2d(Function):
                 gw = (self.x_rows @ gcols.T).reshape(self.weight.shape)
         if not self.has_bias:
             return gx, gw
-        return gx, gw, sum_last(grows.reshape(grows.shape[0], -1))[:, 0]
+        return gx, gw, row_sums(grows.reshape(grows.shape[0], -1))[:, 0]

@@ -1,0 +1,93 @@
+"""Every Function of tinygen.ops through the one harness (tests/harness.py explains the
+checks and how to add a case; the table is tests/op_cases.py)."""
+
+import pytest
+from harness import (
+    Env,
+    all_functions,
+    check_composition,
+    check_device,
+    check_float32,
+    check_gradcheck,
+    functions_in_graph,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from op_cases import CASES
+
+BY_NAME = {case.name: case for case in CASES}
+NAMES = list(BY_NAME)
+PINNED = [pytest.param(case.name, i, id=f"{case.name}-pin{i}")
+          for case in CASES for i in range(len(case.examples))]
+
+
+def pinned_env(name, i, data):
+    return Env(data.draw, fixed=BY_NAME[name].examples[i])
+
+
+pinned = settings(max_examples=3)  # the pin fixes the hard part; the rest is drawn
+
+
+def test_case_names_are_unique():
+    assert len(BY_NAME) == len(CASES)
+
+
+@settings(max_examples=1)
+@given(data=st.data())
+def test_every_function_has_a_case(data):
+    covered = set()
+    for case in CASES:
+        leaves, fn, _ = case.build(Env(data.draw))
+        covered |= functions_in_graph(fn(*leaves))
+    missing = sorted(f"{f.__module__}.{f.__qualname__}" for f in all_functions() - covered)
+    assert not missing, f"Functions with no case in tests/op_cases.py: {missing}"
+
+
+# ---- (a) gradients against central differences ---------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_gradcheck(name, data):
+    check_gradcheck(BY_NAME[name], Env(data.draw))
+
+
+@pytest.mark.parametrize("name, i", PINNED)
+@pinned
+@given(data=st.data())
+def test_gradcheck_pinned(name, i, data):
+    check_gradcheck(BY_NAME[name], pinned_env(name, i, data))
+
+
+# ---- (b) equal to the composition it replaces (and to NumPy's formula) ---------------------
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_equals_composition(name, data):
+    check_composition(BY_NAME[name], Env(data.draw))
+
+
+@pytest.mark.parametrize("name, i", PINNED)
+@pinned
+@given(data=st.data())
+def test_equals_composition_pinned(name, i, data):
+    check_composition(BY_NAME[name], pinned_env(name, i, data))
+
+
+# ---- (c) float32 stays float32 --------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_float32_in_float32_out(name, data):
+    check_float32(BY_NAME[name], Env(data.draw))
+
+
+# ---- (d) every device gives the same answer -------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=5)
+@given(data=st.data())
+def test_same_on_every_device(name, device, data):
+    check_device(BY_NAME[name], Env(data.draw), device)
+
+
+@pytest.mark.parametrize("name, i", PINNED)
+@pinned
+@given(data=st.data())
+def test_same_on_every_device_pinned(name, i, device, data):
+    check_device(BY_NAME[name], pinned_env(name, i, data), device)

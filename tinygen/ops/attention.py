@@ -1,0 +1,64 @@
+"""Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(q kᵀ / √hs) v.
+
+Shapes use B batch, nh heads, Tq query and Tk key positions, hs head size."""
+
+import math
+from typing import ClassVar
+
+from tinygen.autograd import Function
+from tinygen.backend import get_array_module, row_sums
+
+
+class ScaledDotProductAttention(Function):
+    """softmax(q kᵀ · scale + mask) v for q [B, nh, Tq, hs], k and v [B, nh, Tk, hs].
+
+    Replaces the composition `((q @ k.transpose(-1, -2)) * scale).masked_fill(~allowed,
+    -inf).softmax(-1) @ v`. Fused for memory and speed: keeps only the attention matrix
+    for backward (the composition keeps the scores, the mask and the softmax), and the
+    causal mask is one cached additive array, not a masked copy per call. `dropout`, when
+    given, is a mask on the attention matrix already scaled by 1/(1-p)."""
+
+    _masks: ClassVar[dict] = {}  # (module, Tq, Tk, dtype) -> additive causal mask
+
+    def forward(self, q, k, v, is_causal=False, attn_mask=None, scale=None, dropout=None):
+        xp = get_array_module(q)
+        self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        att = q @ k.swapaxes(-1, -2)                          # [B, nh, Tq, Tk]
+        att *= self.scale
+        if is_causal:
+            att += self._causal_mask(xp, q.shape[-2], k.shape[-2], att.dtype)
+        if attn_mask is not None:
+            att += attn_mask
+        att -= att.max(axis=-1, keepdims=True)
+        xp.exp(att, out=att)
+        att /= row_sums(att)
+        self.q, self.k, self.v, self.att, self.dropout = q, k, v, att, dropout
+        if dropout is not None:
+            att = att * dropout
+        self.att_used = att
+        return att @ v                                        # [B, nh, Tq, hs]
+
+    @classmethod
+    def _causal_mask(cls, xp, Tq, Tk, dtype):
+        """0 where query i may see key j, -inf after it. With a KV cache the Tq queries are
+        the last Tq positions of the Tk keys, so query i sits at position Tk - Tq + i."""
+        key = (xp.__name__, Tq, Tk, dtype)
+        if key not in cls._masks:
+            i = xp.arange(Tq)[:, None] + (Tk - Tq)
+            j = xp.arange(Tk)[None, :]
+            cls._masks[key] = xp.where(j > i, -xp.inf, 0).astype(dtype)
+        return cls._masks[key]
+
+    def backward(self, grad):
+        q, k, v, att = self.q, self.k, self.v, self.att
+        gv = self.att_used.swapaxes(-1, -2) @ grad            # [B, nh, Tk, hs]
+        gatt = grad @ v.swapaxes(-1, -2)                      # [B, nh, Tq, Tk]
+        if self.dropout is not None:
+            gatt *= self.dropout
+        # softmax backward: ds = att * (gatt - sum(gatt * att))
+        gatt -= row_sums(gatt * att)
+        gatt *= att
+        gatt *= self.scale
+        gq = gatt @ k                                         # [B, nh, Tq, hs]
+        gk = gatt.swapaxes(-1, -2) @ q                        # [B, nh, Tk, hs]
+        return gq, gk, gv

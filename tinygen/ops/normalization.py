@@ -1,0 +1,117 @@
+"""Normalisation layers' Functions: layer norm (Ba, Kiros & Hinton 2016) over the last
+axis, batch norm (Ioffe & Szegedy 2015) per channel over the batch.
+
+Both compute y = (x - mean) / √(var + eps) · weight + bias, and both keep the normalised
+x̂ and 1/std for backward. Shapes: N batch, C channels, L everything after C flattened.
+"""
+
+from tinygen.autograd import Function
+from tinygen.backend import channel_sums, column_sums, get_array_module, row_sums
+
+
+class LayerNormFunction(Function):
+    """(x - mean) / sqrt(var + eps) * w + b over the last axis of x [..., C].
+
+    Replaces the composition `(x - x.mean(-1, keepdims=True)) / (x.var(-1, keepdims=True)
+    + eps).sqrt() * w + b` (about ten nodes). Fused for speed and memory: backward reuses
+    x̂ and 1/std instead of re-deriving them op by op, and the row sums are gemv."""
+
+    def forward(self, x, weight=None, bias=None, eps=1e-5):
+        xp = get_array_module(x)
+        inv_c = 1.0 / x.shape[-1]
+        xhat = x - row_sums(x) * inv_c
+        var = row_sums(xhat * xhat)
+        var *= inv_c
+        var += eps
+        rstd = xp.sqrt(var, out=var)
+        xp.reciprocal(rstd, out=rstd)
+        xhat *= rstd
+        self.xhat, self.rstd, self.weight = xhat, rstd, weight
+        self.has_bias = bias is not None
+        out = xhat * weight if weight is not None else xhat.copy()
+        if bias is not None:
+            out += bias
+        return out
+
+    def backward(self, grad):
+        xhat, w = self.xhat, self.weight
+        gw = gb = None
+        if w is not None and self.needs_input_grad[1]:
+            gw = column_sums(grad * xhat)
+        if self.has_bias and self.needs_input_grad[2]:
+            gb = column_sums(grad)
+        gxhat = grad * w if w is not None else grad.copy()
+        # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+        inv_c = 1.0 / grad.shape[-1]
+        proj = row_sums(gxhat * xhat)
+        proj *= inv_c
+        gx = gxhat
+        gx -= row_sums(gxhat) * inv_c
+        gx -= xhat * proj
+        gx *= self.rstd
+        if w is None:
+            return gx
+        return (gx, gw, gb) if self.has_bias else (gx, gw)
+
+
+class BatchNormFunction(Function):
+    """Per-channel normalisation of x [N, C, ...] with batch statistics (training=True) or
+    the given running ones (training=False), then weight [C] and bias [C].
+
+    Replaces the composition `(x - x.mean(axes)) / (x.var(axes) + eps).sqrt() * w + b`
+    over axes (0, 2, 3, ...). Fused for speed and memory: one node that keeps x̂ and 1/std
+    for backward, where the composition would be about ten nodes each holding an array the
+    size of x; the channel sums are gemv in the conv layers' batch-last layout. In training
+    the running statistics are updated in place, as PyTorch's kernel does: the batch mean,
+    and the UNBIASED batch variance (n / (n - 1) times the one used to normalise).
+    """
+
+    def forward(self, x, weight=None, bias=None, training=True, running_mean=None,
+                running_var=None, momentum=0.1, eps=1e-5):
+        xp = get_array_module(x)
+        N, C = x.shape[:2]
+        x3 = x.reshape(N, C, -1)                                  # [N, C, L]
+        n = x3.shape[0] * x3.shape[2]                             # values per channel
+        if training:
+            mean = channel_sums(x3) * (1.0 / n)                   # [C]
+            xhat = x3 - mean[:, None]
+            var = channel_sums(xhat * xhat) * (1.0 / n)           # biased: normalises
+            if running_mean is not None:
+                running_mean *= 1.0 - momentum
+                running_mean += momentum * mean
+                running_var *= 1.0 - momentum
+                running_var += (momentum * n / (n - 1)) * var     # unbiased: estimates
+        else:
+            mean, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
+            xhat = x3 - mean[:, None]
+        rstd = var + eps
+        rstd = xp.sqrt(rstd, out=rstd)
+        rstd = xp.reciprocal(rstd, out=rstd)                      # [C], 1/√(var + eps)
+        xhat *= rstd[:, None]
+        self.xhat, self.rstd, self.weight, self.training = xhat, rstd, weight, training
+        self.has_bias = bias is not None
+        out = xhat * weight[:, None] if weight is not None else xhat.copy()
+        if bias is not None:
+            out += bias[:, None]
+        return out.reshape(x.shape)
+
+    def backward(self, grad):
+        xhat, w = self.xhat, self.weight
+        g = grad.reshape(xhat.shape)                              # [N, C, L]
+        gb = channel_sums(g)                                      # Σ g        [C]
+        gw = channel_sums(g * xhat)                               # Σ g x̂      [C]
+        scale = self.rstd if w is None else w * self.rstd         # ∂y/∂x̂ · ∂x̂/∂x, per channel
+        if self.training:
+            # the mean and variance depend on x too (Ioffe & Szegedy, section 3):
+            # dx = w/std · (g - mean(g) - x̂ · mean(g x̂)), means over N and L
+            inv_n = 1.0 / (g.shape[0] * g.shape[2])
+            gx = xhat * (gw * inv_n)[:, None]
+            gx += (gb * inv_n)[:, None]
+            gx = g - gx
+            gx *= scale[:, None]
+        else:  # fixed statistics: a per-channel affine map
+            gx = g * scale[:, None]
+        gx = gx.reshape(grad.shape)
+        if w is None:
+            return gx
+        return (gx, gw, gb) if self.has_bias else (gx, gw)
