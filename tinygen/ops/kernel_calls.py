@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from tinygen.backend import get_array_module
-from tinygen.ops import kernels, philox
+from tinygen.ops import conv, kernels, philox
 from tinygen.ops.kernels import grid_1d, launch, row_threads
 
 i32, i64, u64, f32 = np.int32, np.int64, np.uint64, np.float32
@@ -315,18 +315,15 @@ def dropout_apply(x, p, seed, offset):
 
 
 # ---- im2col / col2im (conv.cu) -----------------------------------------------------------
-# The references are tinygen/nn/conv.py's (moving to ops/conv.py on the arch-ops branch);
-# imported when called, since ops/ sits below nn/.
+# The references are tinygen/ops/conv.py's own im2col / col2im.
 def im2col_reference(rows, kernel, stride, padding, out_size):
     """rows [C, H, W, N] (any strides) -> cols [C*Kh*Kw, Ho*Wo*N]."""
-    from tinygen.nn.conv import im2col
-    return im2col(rows, kernel, stride, padding, out_size)
+    return conv.im2col(rows, kernel, stride, padding, out_size)
 
 
 def col2im_reference(cols, shape, kernel, stride, padding):
     """cols [C*Kh*Kw, Ho*Wo*N] -> rows [C, H, W, N], each entry added onto its pixel."""
-    from tinygen.nn.conv import col2im
-    return col2im(cols, shape, kernel, stride, padding)
+    return conv.col2im(cols, shape, kernel, stride, padding)
 
 
 def _conv_args(shape, strides, kernel, stride, padding):
