@@ -5,6 +5,8 @@ fused Functions from `fused.py`, convolutions come from `conv.py` and batch norm
 `batchnorm.py`; the rest are one-line compositions of Tensor ops.
 """
 
+import math
+
 import numpy as np
 
 from tinygen import ops
@@ -146,15 +148,24 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
     if not (q.shape[-1] == k.shape[-1] and k.shape[-2] == v.shape[-2]):
         raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, "
                          f"v {v.shape} do not fit ([..., Tq, hs], [..., Tk, hs], [..., Tk, hv])")
+    if is_causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: pass is_causal=True or attn_mask, "
+                         "not both (PyTorch raises too)")
+    drop = None
+    if dropout_p > 0 and training:
+        shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
+        drop = _keep_mask(shape, q, dropout_p)
+    if isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+        # a learned additive bias: the composition, so that the mask gets its gradient too
+        # (the fused Attention treats its mask as a constant)
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        att = ((q @ k.transpose(-2, -1)) * scale + attn_mask).softmax(-1)  # [..., Tq, Tk]
+        return (att if drop is None else att * drop) @ v
     mask = None
     if attn_mask is not None:
         m = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         xp = get_array_module(m)
         mask = xp.where(m, 0, -xp.inf).astype(q.dtype) if m.dtype == bool else m
-    drop = None
-    if dropout_p > 0 and training:
-        shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
-        drop = _keep_mask(shape, q, dropout_p)
     return fused.Attention.apply(q, k, v, is_causal=is_causal, attn_mask=mask, scale=scale,
                                  dropout=drop)
 
