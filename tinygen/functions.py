@@ -394,14 +394,11 @@ def meshgrid(*tensors, indexing="ij"):
         tensors[0], _Tensor) else tensors)]
     if indexing not in ("ij", "xy"):
         raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
-    if indexing == "xy" and len(tensors) >= 2:
-        tensors[0], tensors[1] = tensors[1], tensors[0]
     shape = tuple(t.numel() for t in tensors)
     n = len(tensors)
     grids = [t.reshape([-1 if i == k else 1 for i in range(n)]).expand(shape)
              for k, t in enumerate(tensors)]
-    if indexing == "xy" and n >= 2:
-        grids[0], grids[1] = grids[1], grids[0]
+    if indexing == "xy" and n >= 2:  # Cartesian: the first two axes swapped
         grids = [g.transpose(0, 1) for g in grids]
     return tuple(grids)
 

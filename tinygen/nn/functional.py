@@ -79,6 +79,20 @@ def _class_indices(target, op, like):
     return data
 
 
+def one_hot(tensor, num_classes=-1):
+    """int64 class ids [...] -> [..., num_classes] int64 with a 1 at each id (no gradient,
+    as in PyTorch); num_classes=-1 takes max id + 1."""
+    ids = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: class ids must be integers, got {ids.dtype}")
+    xp = get_array_module(ids)
+    n = int(ids.max()) + 1 if num_classes == -1 else num_classes
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise ValueError(f"one_hot: class ids must be in [0, {n}), got "
+                         f"{int(ids.min())}..{int(ids.max())}")
+    return Tensor._make((ids[..., None] == xp.arange(n)).astype(np.int64), None)
+
+
 def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     """Cross-entropy of logits [N, V] (or [..., V], the class axis last) against integer
     targets [N] (or [...]); targets equal to ignore_index count for nothing."""
