@@ -3,6 +3,8 @@ test_tensor_ops_table.py does not cover: indices of sort/topk/argmax, scatter an
 scatter_add, integer and logical ops, value tests, creation, one_hot, einsum errors.
 Each against PyTorch where torch is installed, else against written-out values."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,16 @@ def test_meshgrid_and_misc(device):
     assert x.pow(2).tolist() == [1.0, 4.0] and x.contiguous() is x
     assert tg.exp(x).dtype == np.float32 and tg.sqrt(tg.tensor([4])).tolist() == [2.0]
     assert tg.tensor([[1, 2], [3, 4]]).nonzero().shape == (4, 2)
+
+
+def test_erf_to_float32_rounding_and_its_exact_derivative(device):
+    """erf's forward is Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), so it is checked at
+    float32 accuracy; its backward is the exact 2/√π e^(−x²)."""
+    x = np.linspace(-4, 4, 101)
+    ref = np.array([math.erf(v) for v in x])
+    t = tg.tensor(x, device=device, requires_grad=True)
+    np.testing.assert_allclose(t.erf().numpy(), ref, atol=2e-7)
+    assert tg.erf(tg.tensor(x.astype(np.float32))).dtype == np.float32
+    t.erf().sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), 2 / math.sqrt(math.pi) * np.exp(-x * x),
+                               rtol=1e-12)

@@ -62,6 +62,7 @@ def _torch(a):
     return torch.tensor(a)
 
 
+SCATTER_INDEX = np.array([[0, 1, 1, 4, 0], [2, 2, 0, 1, 1]])
 ANGLE = floats(-0.9, 0.9)
 POS = floats(0.2, 3.0)
 AWAY = st.one_of(floats(-3, -0.3), floats(0.3, 3))
@@ -135,6 +136,10 @@ CASES = [
          lambda x: x.cumprod(-1)),
     Case("cumprod with zeros", ops.Cumprod, lambda x: (x * _checkers(x)).cumprod(0),
          one(SHAPES_1D_UP), lambda x: (x * _torch(_checkers(x))).cumprod(0)),
+    Case("cummax", ops.Gather, lambda x: x.cummax(-1)[0], SHAPES_1D_UP.flatmap(
+        distinct_arrays).map(lambda a: [a]), lambda x: x.cummax(-1)[0]),
+    Case("cummin", ops.Gather, lambda x: tg.cummin(x, 0)[0], SHAPES_1D_UP.flatmap(
+        distinct_arrays).map(lambda a: [a]), lambda x: x.cummin(0)[0]),
     Case("sort", ops.Gather, lambda x: x.sort(-1)[0], SHAPES_1D_UP.flatmap(
         distinct_arrays).map(lambda a: [a]), lambda x: x.sort(-1)[0]),
     Case("sort(descending)", ops.Gather, lambda x: x.sort(0, descending=True)[0],
@@ -146,6 +151,19 @@ CASES = [
     Case("gather", ops.Gather, lambda x, i: x.gather(1, i),
          hnp.arrays(np.float64, (3, 4), elements=floats()).map(lambda a: [a]),
          lambda x, i: x.gather(1, i)),
+    Case("scatter_reduce(amax)", ops.ScatterMax,
+         lambda x, s: x.scatter_reduce(1, SCATTER_INDEX, s, "amax"),
+         st.tuples(distinct_arrays((3, 5)), distinct_arrays((2, 5)).map(lambda a: a + 0.025))
+         .map(list), lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "amax")),
+    Case("scatter_reduce(amin, no self)", ops.ScatterMax,
+         lambda x, s: x.scatter_reduce(1, SCATTER_INDEX, s, "amin", include_self=False),
+         st.tuples(distinct_arrays((3, 5)), distinct_arrays((2, 5)).map(lambda a: a + 0.025))
+         .map(list), lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "amin",
+                                                   include_self=False)),
+    Case("scatter_reduce(mean)", ops.ScatterAdd,
+         lambda x, s: x.scatter_reduce(1, SCATTER_INDEX, s, "mean"),
+         st.tuples(arrays((3, 5)), arrays((2, 5))).map(list),
+         lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "mean")),
     Case("index_select", ops.GetItem, lambda x: x.index_select(-1, tg.tensor([0, 0, 1])),
          one(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4)),
          lambda x: x.index_select(-1, __import__("torch").tensor([0, 0, 1]))),

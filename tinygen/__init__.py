@@ -28,7 +28,8 @@ from tinygen.creation import (
     zeros,
     zeros_like,
 )
-from tinygen.functions import *  # the torch.* function forms: tg.exp, tg.sort, tg.outer, ...
+from tinygen.functions import *  # the torch.* function forms: tg.exp, tg.sort, ...
+from tinygen.functions_shape import *  # ... tg.flip, tg.gather, tg.einsum, tg.outer
 from tinygen.gradcheck import gradcheck
 from tinygen.random import get_rng_state, manual_seed, set_rng_state
 from tinygen.serialization import CheckpointError, load, save

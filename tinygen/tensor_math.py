@@ -62,6 +62,9 @@ class ElementwiseMethods:
     def log1p(self):
         return ops.Log1p.apply(self._float())  # exact near 0, where log(1 + x) rounds to 0
 
+    def erf(self):
+        return ops.Erf.apply(self._float())
+
     def expm1(self):
         return ops.Expm1.apply(self._float())
 

@@ -129,6 +129,30 @@ class ReductionMethods:
         axis = self._axis(axis if dim is None else dim, "cumprod")
         return ops.Cumprod.apply(self, axis=axis)
 
+    def cummax(self, dim):
+        """(values, indices): the running maximum along `dim` and where it was reached (the
+        latest position on ties, as PyTorch); the values are gathered, so they get the
+        gradient."""
+        return self._running(dim, "cummax", lambda d: d)
+
+    def cummin(self, dim):
+        return self._running(dim, "cummin", lambda d: -d.astype(np.int64) if d.dtype.kind in
+                             "bu" else -d)
+
+    def _running(self, dim, op, key):
+        xp = get_array_module(self.data)
+        if self.ndim == 0:
+            return self * 1, self._make(xp.zeros((), dtype=np.int64), None)
+        axis = self._axis(dim, op)
+        d = key(self.data)
+        best = xp.maximum.accumulate(d, axis=axis)
+        shape = [1] * self.ndim
+        shape[axis] = -1
+        pos = xp.arange(self.shape[axis]).reshape(shape)
+        indices = xp.maximum.accumulate(xp.where(d >= best, pos, 0), axis=axis)
+        indices = self._make(indices.astype(np.int64), None)
+        return self.gather(axis, indices), indices
+
     # ---- orderings (values are gathered, so they get the gradient; indices do not) ------
     def sort(self, axis=-1, descending=False, *, dim=None, stable=True):
         """(values, indices) as torch.sort; ties keep their order (a stable sort)."""

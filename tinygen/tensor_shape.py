@@ -268,6 +268,31 @@ class ShapeMethods:
         return ops.ScatterAdd.apply(a, b, index=self._index_arg(index, "scatter_add"),
                                     axis=self._axis(dim, "scatter_add"))
 
+    def scatter_reduce(self, dim, index, src, reduce, *, include_self=True):
+        """torch.scatter_reduce with reduce "sum", "mean", "amax" or "amin"."""
+        if reduce not in ("sum", "mean", "amax", "amin"):
+            raise ValueError(f"scatter_reduce: reduce must be 'sum', 'mean', 'amax' or "
+                             f"'amin', got {reduce!r}")
+        a, b = self._pair(src)
+        index = self._index_arg(index, "scatter_reduce")
+        axis = self._axis(dim, "scatter_reduce")
+        if reduce in ("amax", "amin"):
+            sign = 1 if reduce == "amax" else -1  # amin(x) = −amax(−x)
+            base = a * sign
+            if not include_self:  # the targets start empty (−inf), so x takes no part there
+                xp = get_array_module(self.data)
+                hit = xp.zeros(self.shape, dtype=bool)
+                hit[ops.indexing.along_axis_index(xp, index, axis)] = True
+                base = base.masked_fill(hit, -np.inf)
+            return ops.ScatterMax.apply(base, b * sign, index=index, axis=axis) * sign
+        base = a if include_self else a.scatter(axis, index, b * 0)
+        total = base.scatter_add(axis, index, b)
+        if reduce == "sum":
+            return total
+        ones = self._make(get_array_module(self.data).ones(index.shape, a.dtype), None)
+        count = (self * 0 + (1 if include_self else 0)).detach().scatter_add(axis, index, ones)
+        return total / count.clip(1, None)
+
     def index_select(self, dim, index):
         dim = self._axis(dim, "index_select")
         return self[(slice(None),) * dim + (self._index_arg(index, "index_select"),)]

@@ -17,6 +17,7 @@ from tinygen.ops.elementwise import (  # noqa: F401
     Clip,
     Cos,
     Div,
+    Erf,
     Exp,
     Expm1,
     Floor,
@@ -38,7 +39,7 @@ from tinygen.ops.elementwise import (  # noqa: F401
     Trunc,
     Where,
 )
-from tinygen.ops.indexing import Gather, Scatter, ScatterAdd  # noqa: F401
+from tinygen.ops.indexing import Gather, Scatter, ScatterAdd, ScatterMax  # noqa: F401
 from tinygen.ops.matmul import MatMul  # noqa: F401
 from tinygen.ops.movement import Cat, Expand, GetItem, Permute, Reshape, ToDevice  # noqa: F401
 from tinygen.ops.reduce import LogSoftmax, Max, Mean, Min, Prod, Softmax, Sum  # noqa: F401

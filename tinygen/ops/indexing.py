@@ -4,7 +4,7 @@ from tinygen.autograd import Function
 from tinygen.backend import get_array_module
 
 
-def _full_index(xp, index, axis):
+def along_axis_index(xp, index, axis):
     """Index arrays selecting out[i][j][k] = x[i][index[i][j][k]][k] (axis=1), etc."""
     grids = list(xp.indices(index.shape, sparse=True))
     grids[axis] = index
@@ -17,7 +17,7 @@ class Gather(Function):
 
     def forward(self, x, index, axis):
         xp = get_array_module(x)
-        self.shape, self.where = x.shape, _full_index(xp, xp.asarray(index), axis)
+        self.shape, self.where = x.shape, along_axis_index(xp, xp.asarray(index), axis)
         return x[self.where]
 
     def backward(self, grad):
@@ -32,7 +32,7 @@ class ScatterAdd(Function):
 
     def forward(self, x, src, index, axis):
         xp = get_array_module(x)
-        self.where = _full_index(xp, xp.asarray(index), axis)
+        self.where = along_axis_index(xp, xp.asarray(index), axis)
         out = x.copy()
         xp.add.at(out, self.where, src[tuple(slice(0, n) for n in index.shape)])
         self.src_shape = src.shape
@@ -55,7 +55,7 @@ class Scatter(Function):
 
     def forward(self, x, src, index, axis):
         xp = get_array_module(x)
-        self.where = _full_index(xp, xp.asarray(index), axis)
+        self.where = along_axis_index(xp, xp.asarray(index), axis)
         part = src[tuple(slice(0, n) for n in index.shape)]
         out = x.copy()
         out[self.where] = part
@@ -72,3 +72,32 @@ class Scatter(Function):
             part = grad[self.where]
             gsrc[tuple(slice(0, n) for n in part.shape)] = part
         return gx, gsrc
+
+
+class ScatterMax(Function):
+    """out = x, then out[..., index[..., i, ...], ...] = max(out[...], src[..., i, ...])
+    (torch.scatter_reduce "amax", include_self=True; "amin" negates). The gradient goes to
+    every entry (of x or src) equal to the result, split equally between ties, as amax's."""
+
+    def forward(self, x, src, index, axis):
+        xp = get_array_module(x)
+        self.where = along_axis_index(xp, xp.asarray(index), axis)
+        part = src[tuple(slice(0, n) for n in index.shape)]
+        out = x.copy()
+        xp.maximum.at(out, self.where, part)
+        self.x_wins = x == out
+        self.src_wins = part == out[self.where]
+        self.count = self.x_wins.astype(x.dtype)
+        xp.add.at(self.count, self.where, self.src_wins.astype(x.dtype))
+        self.src_shape = src.shape
+        return out
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        share = grad / self.count
+        gsrc = None
+        if self.needs_input_grad[1]:
+            gsrc = xp.zeros(self.src_shape, dtype=grad.dtype)
+            part = share[self.where] * self.src_wins
+            gsrc[tuple(slice(0, n) for n in part.shape)] = part
+        return share * self.x_wins, gsrc
