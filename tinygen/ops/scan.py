@@ -21,8 +21,8 @@ class Cumsum(Function):
 
 
 class Cumprod(Function):
-    """yᵢ = Π_{j<=i} xⱼ. d/dxₖ Σ gᵢyᵢ = Σ_{i>=k} gᵢ yᵢ / xₖ where xₖ ≠ 0; at a zero the
-    products are recomputed without it (the exclusive product), so zeros stay exact."""
+    """yᵢ = Π_{j<=i} xⱼ. d/dxₖ Σ gᵢyᵢ = Σ_{i>=k} gᵢ yᵢ / xₖ where no product is 0; with a
+    zero (or an underflow to one) the products are recomputed without xₖ, so it is exact."""
 
     def forward(self, x, axis):
         self.x, self.axis = x, axis
@@ -32,9 +32,9 @@ class Cumprod(Function):
     def backward(self, grad):
         xp = get_array_module(grad)
         x, axis = self.x, self.axis
-        if not (x == 0).any():
+        if not (abs(self.out) < xp.finfo(x.dtype).tiny).any():  # no zero, no underflow
             return _reverse_cumsum(grad * self.out, axis) / x
-        # with zeros: gx_k = Σ_{i>=k} g_i Π_{j<=i, j≠k} x_j, summed directly (O(n²) in n)
+        # with zeros (or products that underflow to them): gx_k = Σ_{i>=k} g_i Π_{j<=i, j≠k} x_j, summed directly (O(n²) in n)
         xm = xp.moveaxis(x, axis, -1)
         gm = xp.moveaxis(grad, axis, -1)
         n = xm.shape[-1]
