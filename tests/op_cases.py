@@ -320,7 +320,8 @@ def attention_case(env, causal=False, kv_cache=False, mask=None, scale=None, dro
         keep = env.rng().random((B, 1, Tq, Tk)) < 0.7
         keep[..., 0] = True  # every query sees at least one key
         allowed = allowed & keep
-        attn_mask = tg.tensor(env.const(keep))  # a Tensor mask works as well as an array
+        # one combined mask (causal and kept): PyTorch refuses is_causal with attn_mask
+        attn_mask = tg.tensor(env.const(allowed))  # a Tensor mask works as well as an array
     elif mask == "float":
         attn_mask = additive = env.const(env.normal((Tq, Tk)))
 
@@ -332,7 +333,8 @@ def attention_case(env, causal=False, kv_cache=False, mask=None, scale=None, dro
 
     def fn(q, k, v):
         tg.manual_seed(seed)  # the same dropout mask on every call
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                              is_causal=causal and attn_mask is None,
                                               scale=scale, dropout_p=dropout_p)
 
     def composed(q, k, v):

@@ -61,9 +61,30 @@ def ones(*shape, dtype=float32, device="cpu", requires_grad=False):
     return _filled(shape, 1, dtype, device, requires_grad)
 
 
-def full(shape, fill_value, dtype=float32, device="cpu", requires_grad=False):
+def full(shape, fill_value, dtype=None, device="cpu", requires_grad=False):
+    """A tensor filled with `fill_value`; without a dtype, PyTorch's choice from the value:
+    bool -> bool, int -> int64, float -> float32."""
+    if dtype is None:
+        dtype = (bool_ if isinstance(fill_value, bool) else
+                 int64 if isinstance(fill_value, int) else float32)
     return _filled((shape,) if isinstance(shape, int) else tuple(shape), fill_value, dtype,
                    device, requires_grad)
+
+
+def empty(*shape, dtype=float32, device="cpu", requires_grad=False):
+    """Zeros (PyTorch leaves the memory uninitialised; zeros are as fast and reproducible)."""
+    return zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def eye(n, m=None, dtype=float32, device="cpu", requires_grad=False):
+    t = Tensor(module_for(device).eye(n, n if m is None else m, dtype=dtype))
+    return t.requires_grad_(requires_grad)
+
+
+def linspace(start, end, steps, dtype=float32, device="cpu", requires_grad=False):
+    """`steps` evenly spaced values from start to end, both included."""
+    t = Tensor(module_for(device).linspace(start, end, steps, dtype=dtype))
+    return t.requires_grad_(requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
@@ -72,6 +93,23 @@ def zeros_like(t, dtype=None, requires_grad=False):
 
 def ones_like(t, dtype=None, requires_grad=False):
     return ones(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=t.device,
+                requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, requires_grad=False):
+    return zeros_like(t, dtype=dtype, requires_grad=requires_grad)
+
+
+def randn_like(t, dtype=None, requires_grad=False):
+    return randn(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def rand_like(t, dtype=None, requires_grad=False):
+    return rand(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
 
 
 def arange(start, stop=None, step=1, dtype=None, device="cpu"):
@@ -96,5 +134,33 @@ def rand(*shape, dtype=float32, device="cpu", requires_grad=False):
     return Tensor(data, requires_grad=requires_grad)
 
 
-def randint(low, high, shape, device="cpu"):
-    return Tensor(generator(device).integers(low, high, size=shape, dtype=int64))
+def randint(low, high=None, size=None, device="cpu", dtype=int64):
+    """Integers in [low, high) as torch.randint: randint(high, size) or randint(low, high,
+    size)."""
+    if size is None:  # randint(high, size)
+        low, high, size = 0, low, high
+    size = (size,) if isinstance(size, int) else tuple(size)
+    return Tensor(generator(device).integers(low, high, size=size, dtype=dtype))
+
+
+def multinomial(probs, num_samples, replacement=False):
+    """Indices drawn from each row of `probs` (non-negative weights, not necessarily summing
+    to 1), as torch.multinomial: [n] -> [num_samples], [B, n] -> [B, num_samples]."""
+    p = probs.numpy().astype(np.float64)
+    rows = p.reshape(-1, p.shape[-1])
+    if (rows < 0).any() or not np.isfinite(rows).all() or (rows.sum(-1) <= 0).any():
+        raise ValueError("multinomial: probabilities must be finite, non-negative and not "
+                         "all zero in a row")
+    if not replacement and num_samples > (rows > 0).sum(-1).min():
+        raise ValueError(f"multinomial: cannot draw {num_samples} samples without "
+                         "replacement from fewer nonzero categories")
+    u = generator("cpu").random((rows.shape[0], num_samples if replacement else 1))
+    if replacement:  # inverse CDF per draw
+        cdf = np.cumsum(rows / rows.sum(-1, keepdims=True), -1)
+        out = (u[:, :, None] > cdf[:, None, :]).sum(-1).clip(max=rows.shape[-1] - 1)
+    else:  # Gumbel top-k: keys log(u)/p, the largest num_samples (Efraimidis-Spirakis)
+        keys = np.log(generator("cpu").random(rows.shape)) / np.where(rows > 0, rows, 1)
+        keys = np.where(rows > 0, keys, -np.inf)
+        out = np.argsort(-keys, -1, kind="stable")[:, :num_samples]
+    out = out.reshape(p.shape[:-1] + (num_samples,)).astype(int64)
+    return Tensor(out, device=probs.device)

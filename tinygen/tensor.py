@@ -1,9 +1,15 @@
 """Tensor: an array (NumPy or CuPy) plus what autograd needs.
 
-Every method here is a thin, explicit call into a primitive Function from `tinygen.ops`
-or a one-line composition of them (micrograd style: `a - b` is its own op, but `var` is
-`mean((x - mean x)²)`). A tensor made by an op that involved a tensor with
+Every method is a thin, explicit call into a primitive Function from `tinygen.ops` or a
+one-line composition of them (micrograd style: micrograd writes `a - b` as `a + (-b)`; here
+`var` is `mean((x - mean x)²)`). A tensor made by an op that involved a tensor with
 `requires_grad=True` remembers that op in `_ctx`; `backward()` walks those links.
+
+This file holds the core (data, autograd, conversion, operators and dtype promotion); the
+method families are written out in mixin classes: `tensor_math.py` (elementwise math),
+`tensor_reduce.py` (reductions, scans, orderings), `tensor_shape.py` (shape and indexing).
+
+Dtype promotion follows PyTorch: the rules are in `tinygen/dtypes.py`.
 """
 
 import numpy as np
@@ -11,9 +17,13 @@ import numpy as np
 from tinygen import ops
 from tinygen.autograd import backward as _run_backward
 from tinygen.backend import check_device, device_of, get_array_module, to_device, to_numpy
+from tinygen.dtypes import promote_types
+from tinygen.tensor_math import ElementwiseMethods
+from tinygen.tensor_reduce import ReductionMethods
+from tinygen.tensor_shape import ShapeMethods
 
 
-class Tensor:
+class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
     __slots__ = ("__weakref__", "_ctx", "_retain_grad", "data", "grad", "requires_grad")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
@@ -134,7 +144,13 @@ class Tensor:
         return to_numpy(self.data).tolist()
 
     def to(self, device=None, dtype=None):
-        """Move to "cpu"/"cuda" and/or cast; a differentiable copy (or self if nothing changes)."""
+        """Move to "cpu"/"cuda" and/or cast; a differentiable copy (or self if nothing changes).
+        As in PyTorch the first argument may be a dtype (`x.to(tg.float64)`) or a tensor
+        whose dtype and device to take."""
+        if isinstance(device, Tensor):
+            device, dtype = device.device, device.dtype
+        elif device is not None and not isinstance(device, str):
+            device, dtype = None, device
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
             if np.dtype(dtype).kind not in "fc":  # integers carry no gradient
@@ -158,84 +174,190 @@ class Tensor:
         return self.to(dtype=np.float64)
 
     def long(self):
-        return Tensor._make(self.data.astype(np.int64), None)
+        return self.to(dtype=np.int64)
+
+    def int(self):
+        return self.to(dtype=np.int32)
+
+    def bool(self):
+        return self.to(dtype=np.bool_)
+
+    def type_as(self, other):
+        return self.to(dtype=other.dtype)
+
+    def contiguous(self):
+        """A no-op view, as for an already contiguous PyTorch tensor (ops copy as needed)."""
+        return self
+
+    def is_floating_point(self):
+        return self.data.dtype.kind == "f"
 
     astype = to
 
-    # ---- arithmetic -----------------------------------------------------------------
+    # ---- dtype promotion (PyTorch's rules: tinygen/dtypes.py) ----------------------------
+    def _pair(self, other):
+        """(self, other) as two tensors of one dtype, by PyTorch's promotion rules."""
+        if type(other) is Tensor:
+            if other.data.dtype == self.data.dtype:  # the fast path: one comparison
+                return self, other
+            dtype = promote_types(self.data, other.data)
+            if dtype is None:  # strings, objects: let the op itself say what is wrong
+                return self, other
+            return self._cast_to(dtype), other._cast_to(dtype)
+        const = self._lift(other)
+        if const.data.dtype == self.data.dtype:
+            return self, const
+        dtype = promote_types(self.data, const.data)
+        if dtype is None:
+            return self, const
+        return self._cast_to(dtype), const._cast_to(dtype)
+
     def _lift(self, other):
-        """Wrap a Python number or array as a constant tensor of a matching dtype.
-        (A float64 0-d array would silently turn float32 math into float64: NumPy 2.)"""
+        """Wrap a Python number or an array as a constant tensor (no gradient): a float meets
+        an integer tensor as float32, an array meets a float tensor in the tensor's dtype."""
         if isinstance(other, Tensor):
             return other
         xp = get_array_module(self.data)
+        dtype = self.data.dtype
         if isinstance(other, (bool, int, float)):
-            return Tensor._make(xp.asarray(other, dtype=xp.result_type(self.data, other)), None)
-        return Tensor._make(xp.asarray(other), None)
+            if isinstance(other, float) and dtype.kind in "biu":
+                dtype = np.float32  # PyTorch's default float dtype
+            elif not isinstance(other, bool) and isinstance(other, int) and dtype.kind == "b":
+                dtype = np.int64
+            return Tensor._make(xp.asarray(other, dtype=dtype), None)
+        other = xp.asarray(other)
+        if dtype.kind in "fc" and other.dtype.kind in "biuf":
+            other = other.astype(dtype, copy=False)  # array constants adopt the tensor's dtype
+        return Tensor._make(other, None)
 
+    def _cast_to(self, dtype):
+        return self if self.data.dtype == dtype else self.to(dtype=dtype)
+
+    def _float(self):
+        """Self, or a float32 copy of a bool/integer tensor (float math on ints is float32)."""
+        return self if self.data.dtype.kind in "fc" else self.to(dtype=np.float32)
+
+    # ---- arithmetic -----------------------------------------------------------------
     def __add__(self, other):
-        return ops.Add.apply(self, self._lift(other))
+        return ops.Add.apply(*self._pair(other))
 
     def __radd__(self, other):
-        return ops.Add.apply(self._lift(other), self)
+        a, b = self._pair(other)
+        return ops.Add.apply(b, a)
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, self._lift(other))
+        return ops.Sub.apply(*self._pair(other))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(self._lift(other), self)
+        a, b = self._pair(other)
+        return ops.Sub.apply(b, a)
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, self._lift(other))
+        return ops.Mul.apply(*self._pair(other))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(self._lift(other), self)
+        a, b = self._pair(other)
+        return ops.Mul.apply(b, a)
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, self._lift(other))
+        a, b = self._pair(other)
+        return ops.Div.apply(a._float(), b._float())  # int / int is float32, as in PyTorch
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(self._lift(other), self)
+        a, b = self._pair(other)
+        return ops.Div.apply(b._float(), a._float())
 
     def __neg__(self):
         return ops.Neg.apply(self)
 
+    def __abs__(self):
+        return ops.Abs.apply(self)
+
     def __pow__(self, p):
-        if isinstance(p, (int, float)):
-            return ops.Pow.apply(self, p=p)
-        return (self._lift(p) * self.log()).exp()  # x ** y = exp(y log x), for x > 0
+        if isinstance(p, (int, float)) and not isinstance(p, bool):
+            x = self._float() if isinstance(p, float) else self
+            return ops.Pow.apply(x, p=p)
+        return ops.Pow.apply(*self._pair(p))
 
     def __rpow__(self, base):
-        return (self * self._lift(base).log()).exp()
+        a, b = self._pair(base)
+        return ops.Pow.apply(b, a)
+
+    def pow(self, exponent):
+        return self ** exponent
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, self._lift(other))
+        return ops.MatMul.apply(*self._pair(other))
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(self._lift(other), self)
+        a, b = self._pair(other)
+        return ops.MatMul.apply(b, a)
+
+    # integer and logical ops carry no gradient (PyTorch: not differentiable)
+    def _raw(self, other, op):
+        a, b = self._pair(other)
+        return Tensor._make(op(a.data, b.data), None)
+
+    def __floordiv__(self, other):
+        return self._raw(other, lambda a, b: a // b)
+
+    def __rfloordiv__(self, other):
+        return self._raw(other, lambda a, b: b // a)
+
+    def __mod__(self, other):
+        """Python's (and PyTorch's) remainder: the sign of the divisor. Differentiable for
+        floats as the composition a - b·floor(a / b)."""
+        a, b = self._pair(other)
+        if a.data.dtype.kind in "fc":
+            return a - b * (a / b).floor()
+        return Tensor._make(a.data % b.data, None)
+
+    def __rmod__(self, other):
+        a, b = self._pair(other)
+        return b % a
+
+    def __and__(self, other):
+        return self._raw(other, lambda a, b: a & b)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        return self._raw(other, lambda a, b: a | b)
+
+    __ror__ = __or__
+
+    def __xor__(self, other):
+        return self._raw(other, lambda a, b: a ^ b)
+
+    __rxor__ = __xor__
+
+    def __invert__(self):
+        return Tensor._make(~self.data, None)
+
+    def __lshift__(self, other):
+        return self._raw(other, lambda a, b: a << b)
+
+    def __rshift__(self, other):
+        return self._raw(other, lambda a, b: a >> b)
 
     # comparisons give boolean tensors that carry no gradient
-    def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._make(op(self.data, other), None)
-
     def __eq__(self, other):
-        return self._compare(other, lambda a, b: a == b)
+        return self._raw(other, lambda a, b: a == b)
 
     def __ne__(self, other):
-        return self._compare(other, lambda a, b: a != b)
+        return self._raw(other, lambda a, b: a != b)
 
     def __lt__(self, other):
-        return self._compare(other, lambda a, b: a < b)
+        return self._raw(other, lambda a, b: a < b)
 
     def __le__(self, other):
-        return self._compare(other, lambda a, b: a <= b)
+        return self._raw(other, lambda a, b: a <= b)
 
     def __gt__(self, other):
-        return self._compare(other, lambda a, b: a > b)
+        return self._raw(other, lambda a, b: a > b)
 
     def __ge__(self, other):
-        return self._compare(other, lambda a, b: a >= b)
+        return self._raw(other, lambda a, b: a >= b)
 
     __hash__ = object.__hash__  # tensors are hashed by identity, as in PyTorch
 
@@ -244,154 +366,6 @@ class Tensor:
             raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is "
                                "ambiguous; use .any() or .all()")
         return bool(self.data)
-
-    def any(self):
-        return bool(self.data.any())
-
-    def all(self):
-        return bool(self.data.all())
-
-    # ---- unary math -----------------------------------------------------------------
-    def exp(self):
-        return ops.Exp.apply(self)
-
-    def log(self):
-        return ops.Log.apply(self)
-
-    def sqrt(self):
-        return ops.Sqrt.apply(self)
-
-    def tanh(self):
-        return ops.TanhFunction.apply(self)
-
-    def sigmoid(self):
-        return ops.SigmoidFunction.apply(self)
-
-    def relu(self):
-        return ops.ReLUFunction.apply(self)
-
-    def abs(self):
-        return ops.Abs.apply(self)
-
-    def clip(self, min=None, max=None):
-        return ops.Clip.apply(self, lo=min, hi=max)
-
-    clamp = clip
-
-    # ---- reductions -----------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-        return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-        return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
-
-    def var(self, axis=None, keepdims=False, ddof=0, *, dim=None, keepdim=None):
-        """Variance with NumPy's default ddof=0 (PyTorch's default is the unbiased ddof=1)."""
-        axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-        centered = self - self.mean(axis, keepdims=True)
-        n = self.data.size // max(centered.mean(axis, keepdims=keepdims).data.size, 1)
-        return (centered * centered).sum(axis, keepdims=keepdims) / max(n - ddof, 1)
-
-    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-        return ops.Max.apply(self, axis=axis, keepdims=keepdims)
-
-    def min(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        return -((-self).max(axis, keepdims, dim=dim, keepdim=keepdim))
-
-    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-        return Tensor._make(self.data.argmax(axis=axis, keepdims=keepdims), None)
-
-    def softmax(self, axis=-1, *, dim=None):
-        return ops.Softmax.apply(self, axis=axis if dim is None else dim)
-
-    def log_softmax(self, axis=-1, *, dim=None):
-        return ops.LogSoftmax.apply(self, axis=axis if dim is None else dim)
-
-    # ---- shape ----------------------------------------------------------------------
-    def reshape(self, *shape):
-        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        try:
-            return ops.Reshape.apply(self, shape=shape)
-        except ValueError:
-            raise ValueError(f"reshape: cannot reshape a tensor of shape {self.shape} "
-                             f"({self.numel()} elements) into {shape}") from None
-
-    view = reshape
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        end = end_dim % max(self.ndim, 1)
-        return self.reshape(self.shape[:start_dim] + (-1,) + self.shape[end + 1:])
-
-    def _axis(self, axis, op, ndim=None):
-        """A possibly negative axis as a positive one, or a clear error naming `op`."""
-        ndim = self.ndim if ndim is None else ndim
-        if not -ndim <= axis < max(ndim, 1):
-            raise ValueError(f"{op}: axis {axis} is out of range for a tensor of shape "
-                             f"{self.shape}")
-        return axis % max(ndim, 1)
-
-    def permute(self, *axes):
-        axes = tuple(axes[0]) if len(axes) == 1 and not isinstance(axes[0], int) else axes
-        axes = tuple(self._axis(a, "permute") for a in axes)
-        if sorted(axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: {axes} is not an ordering of the {self.ndim} axes "
-                             f"of a tensor of shape {self.shape}")
-        return ops.Permute.apply(self, axes=axes)
-
-    def transpose(self, axis0=-2, axis1=-1):
-        axes = list(range(self.ndim))
-        a, b = self._axis(axis0, "transpose"), self._axis(axis1, "transpose")
-        axes[a], axes[b] = axes[b], axes[a]
-        return self.permute(axes)
-
-    def squeeze(self, axis=None, *, dim=None):
-        axis = axis if dim is None else dim
-        if axis is None:
-            return self.reshape([n for n in self.shape if n != 1])
-        axes = {self._axis(a, "squeeze") for a in ((axis,) if isinstance(axis, int) else axis)}
-        for a in axes:
-            if self.shape[a] != 1:
-                raise ValueError(f"squeeze: axis {a} of shape {self.shape} has size "
-                                 f"{self.shape[a]}, not 1")
-        return self.reshape([n for i, n in enumerate(self.shape) if i not in axes])
-
-    def unsqueeze(self, axis=None, *, dim=None):
-        axis = self._axis(axis if dim is None else dim, "unsqueeze", self.ndim + 1)
-        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
-
-    def expand(self, *shape):
-        """Broadcast to `shape`; -1 keeps a dimension's size (PyTorch's convention)."""
-        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        lead = len(shape) - self.ndim
-        shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
-        return ops.Expand.apply(self, shape=shape)
-
-    def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=_to_index(index))
-
-    def masked_fill(self, mask, value):
-        """Entries where `mask` is True become `value` (and get no gradient)."""
-        return where(mask, self._lift(value), self)
-
-
-def _axis_alias(axis, keepdims, dim, keepdim):
-    """Accept PyTorch's dim/keepdim as well as NumPy's axis/keepdims."""
-    return (axis if dim is None else dim), (keepdims if keepdim is None else keepdim)
-
-
-def _to_index(index):
-    """Tensors inside an index become their arrays; lists become integer arrays."""
-    if isinstance(index, tuple):
-        return tuple(_to_index(i) for i in index)
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
 
 
 def cat(tensors, axis=0, *, dim=None):
@@ -407,9 +381,12 @@ def stack(tensors, axis=0, *, dim=None):
 
 
 def where(condition, a, b):
-    """Elementwise `a if condition else b`; `condition` (bool) gets no gradient."""
+    """Elementwise `a if condition else b`; `condition` (bool) gets no gradient. `a` and `b`
+    may both be Python numbers (then the result has their promoted dtype, as in PyTorch)."""
     cond = condition.data if isinstance(condition, Tensor) else condition
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        raise TypeError("where: at least one of a, b must be a Tensor")
-    ref = a if isinstance(a, Tensor) else b
-    return ops.Where.apply(ref._lift(a), ref._lift(b), cond=cond)
+        xp = get_array_module(cond)
+        a = Tensor._make(xp.asarray(a, dtype=np.float32 if isinstance(a, float) else None),
+                         None)
+    a, b = (a._pair(b) if isinstance(a, Tensor) else b._pair(a)[::-1])
+    return ops.Where.apply(a, b, cond=cond)

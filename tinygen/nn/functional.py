@@ -5,6 +5,8 @@ Function of tinygen/ops/ (linear, gelu, layer_norm, batch_norm, attention, cross
 embedding, dropout, conv2d, ...) or is a one-line composition of Tensor ops.
 """
 
+import math
+
 import numpy as np
 
 from tinygen import ops
@@ -106,6 +108,20 @@ def _class_indices(target, op, like):
     return data
 
 
+def one_hot(tensor, num_classes=-1):
+    """int64 class ids [...] -> [..., num_classes] int64 with a 1 at each id (no gradient,
+    as in PyTorch); num_classes=-1 takes max id + 1."""
+    ids = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: class ids must be integers, got {ids.dtype}")
+    xp = get_array_module(ids)
+    n = int(ids.max()) + 1 if num_classes == -1 else num_classes
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise ValueError(f"one_hot: class ids must be in [0, {n}), got "
+                         f"{int(ids.min())}..{int(ids.max())}")
+    return Tensor._make((ids[..., None] == xp.arange(n)).astype(np.int64), None)
+
+
 def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     """Cross-entropy of logits [N, V] (or [..., V], the class axis last) against integer
     targets [N] (or [...]); targets equal to ignore_index count for nothing."""
@@ -175,15 +191,24 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
     if not (q.shape[-1] == k.shape[-1] and k.shape[-2] == v.shape[-2]):
         raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, "
                          f"v {v.shape} do not fit ([..., Tq, hs], [..., Tk, hs], [..., Tk, hv])")
+    if is_causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: pass is_causal=True or attn_mask, "
+                         "not both (PyTorch raises too)")
+    drop = None
+    if dropout_p > 0 and training:
+        shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
+        drop = _keep_mask(shape, q, dropout_p)
+    if isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+        # a learned additive bias: the composition, so that the mask gets its gradient too
+        # (the fused Attention treats its mask as a constant)
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        att = ((q @ k.transpose(-2, -1)) * scale + attn_mask).softmax(-1)  # [..., Tq, Tk]
+        return (att if drop is None else att * drop) @ v
     mask = None
     if attn_mask is not None:
         m = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         xp = get_array_module(m)
         mask = xp.where(m, 0, -xp.inf).astype(q.dtype) if m.dtype == bool else m
-    drop = None
-    if dropout_p > 0 and training:
-        shape = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
-        drop = _keep_mask(shape, q, dropout_p)
     return ops.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask,
                                                scale=scale, dropout=drop)
 

@@ -2,11 +2,16 @@
 
 One file per family, so that "where is the backward of X" is answered by a file name:
 
-    elementwise.py    add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clip, cast, where
+    elementwise.py    add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clip, cast, where,
+                      maximum/minimum, sin, cos, asin, acos, atan, atan2, log1p, expm1,
+                      floor, ceil, round, trunc, sign, erf
     activation.py     relu, tanh, sigmoid, gelu, leaky_relu
     matmul.py         matmul
     linear.py         linear (x Wᵀ + b)
-    reduce.py         sum, mean, max, softmax, log_softmax
+    reduce.py         sum, mean, max, min, prod, softmax, log_softmax
+    scan.py           cumsum, cumprod
+    indexing.py       gather, scatter, scatter_add, scatter_reduce (amax/amin)
+    einsum.py         einsum
     movement.py       reshape, permute, expand, getitem, cat, to-device
     normalization.py  layer_norm, batch_norm
     attention.py      scaled_dot_product_attention
@@ -30,25 +35,44 @@ from tinygen.ops.activation import (  # noqa: F401
 from tinygen.ops.attention import ScaledDotProductAttention  # noqa: F401
 from tinygen.ops.conv import Conv2dFunction, ConvTranspose2dFunction  # noqa: F401
 from tinygen.ops.dropout import DropoutFunction  # noqa: F401
+from tinygen.ops.einsum import Einsum  # noqa: F401
 from tinygen.ops.elementwise import (  # noqa: F401
     Abs,
+    Acos,
     Add,
+    Asin,
+    Atan,
+    Atan2,
     Cast,
+    Ceil,
     Clip,
+    Cos,
     Div,
+    Erf,
     Exp,
+    Expm1,
+    Floor,
     Log,
+    Log1p,
+    Maximum,
+    Minimum,
     Mul,
     Neg,
     Pow,
+    Round,
+    Sign,
+    Sin,
     Sqrt,
     Sub,
+    Trunc,
     Where,
 )
 from tinygen.ops.embedding import EmbeddingFunction  # noqa: F401
+from tinygen.ops.indexing import Gather, Scatter, ScatterAdd, ScatterMax  # noqa: F401
 from tinygen.ops.linear import LinearFunction  # noqa: F401
 from tinygen.ops.loss import CrossEntropy  # noqa: F401
 from tinygen.ops.matmul import MatMul  # noqa: F401
 from tinygen.ops.movement import Cat, Expand, GetItem, Permute, Reshape, ToDevice  # noqa: F401
 from tinygen.ops.normalization import BatchNormFunction, LayerNormFunction  # noqa: F401
-from tinygen.ops.reduce import LogSoftmax, Max, Mean, Softmax, Sum  # noqa: F401
+from tinygen.ops.reduce import LogSoftmax, Max, Mean, Min, Prod, Softmax, Sum  # noqa: F401
+from tinygen.ops.scan import Cumprod, Cumsum  # noqa: F401

@@ -1,6 +1,8 @@
 """Elementwise primitives. Broadcasting is NumPy's; the engine un-broadcasts gradients.
 (The nonlinearities between layers, relu, tanh, sigmoid, gelu, are in activation.py.)"""
 
+import numpy as np
+
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module
 
@@ -52,16 +54,30 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """x ** p for a constant exponent p (tensor ** tensor is exp(p * log x) in tensor.py)."""
+    """x ** p, computed by the array library's power (not exp(p log x)): 0 ** 0 = 1,
+    (−2) ** 3 = −8 and inf ** 0 = 1, as in PyTorch. `p` is a constant number, or a second
+    input array (tensor ** tensor), which then gets d/dp = xᵖ · log x."""
 
     def forward(self, x, p):
         self.x, self.p = x, p
-        return x ** p
+        self.out = x ** p
+        return self.out
 
     def backward(self, grad):
-        if self.p == 0:
-            return grad * 0  # x ** 0 is constant (and 0 * 0 ** -1 would be NaN at x = 0)
-        return grad * self.p * self.x ** (self.p - 1)
+        xp = get_array_module(grad)
+        p = self.p
+        if isinstance(p, (int, float)):
+            if p == 0:
+                return grad * 0  # x ** 0 is constant (and 0 * 0 ** -1 would be NaN at x = 0)
+            return grad * p * self.x ** (p - 1)  # at x = 0, p < 1: inf, as in PyTorch
+        # tensor exponent: PyTorch's masks, 0 where p = 0 (d/dx) or x = 0 and p >= 0 (d/dp)
+        gx = gp = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                gx = xp.where(p == 0, 0, grad * p * self.x ** (p - 1))
+            if self.needs_input_grad[1]:
+                gp = xp.where((self.x == 0) & (p >= 0), 0, grad * self.out * xp.log(self.x))
+        return gx, gp
 
 
 class Exp(Function):
@@ -131,3 +147,146 @@ class Where(Function):
         ga = xp.where(self.cond, grad, zero) if self.needs_input_grad[0] else None
         gb = xp.where(self.cond, zero, grad) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+class Maximum(Function):
+    """Elementwise max of two tensors. A tie splits the gradient equally between them (as
+    PyTorch does), so the two never get more than the total."""
+
+    pick = "maximum"
+
+    def forward(self, a, b):
+        xp = get_array_module(a)
+        out = getattr(xp, self.pick)(a, b)
+        self.wins_a, self.tie = (a == out), (a == b)
+        return out
+
+    def backward(self, grad):
+        share = grad * (self.wins_a * (1 - 0.5 * self.tie)).astype(grad.dtype)
+        return share, (grad - share) if self.needs_input_grad[1] else None
+
+
+class Minimum(Maximum):
+    pick = "minimum"
+
+
+class Sin(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).sin(x)
+
+    def backward(self, grad):
+        return grad * get_array_module(grad).cos(self.x)
+
+
+class Cos(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).cos(x)
+
+    def backward(self, grad):
+        return -grad * get_array_module(grad).sin(self.x)
+
+
+class Asin(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).arcsin(x)
+
+    def backward(self, grad):
+        return grad / get_array_module(grad).sqrt(1 - self.x * self.x)  # 1/√(1 − x²)
+
+
+class Acos(Asin):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).arccos(x)
+
+    def backward(self, grad):
+        return -super().backward(grad)
+
+
+class Atan(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).arctan(x)
+
+    def backward(self, grad):
+        return grad / (1 + self.x * self.x)
+
+
+class Atan2(Function):
+    """atan2(y, x): d/dy = x / (x² + y²), d/dx = −y / (x² + y²)."""
+
+    def forward(self, y, x):
+        self.y, self.x = y, x
+        return get_array_module(y).arctan2(y, x)
+
+    def backward(self, grad):
+        g = grad / (self.x * self.x + self.y * self.y)
+        return g * self.x, -g * self.y if self.needs_input_grad[1] else None
+
+
+class Log1p(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).log1p(x)
+
+    def backward(self, grad):
+        return grad / (1 + self.x)
+
+
+class Expm1(Function):
+    def forward(self, x):
+        self.out = get_array_module(x).expm1(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad * (self.out + 1)
+
+
+class Floor(Function):
+    """A piecewise-constant function: its gradient is 0 wherever it exists (PyTorch's too)."""
+
+    name = "floor"
+
+    def forward(self, x):
+        return getattr(get_array_module(x), self.name)(x)
+
+    def backward(self, grad):
+        return get_array_module(grad).zeros_like(grad)
+
+
+class Ceil(Floor):
+    name = "ceil"
+
+
+class Round(Floor):
+    name = "round"
+
+
+class Trunc(Floor):
+    name = "trunc"
+
+
+class Sign(Floor):
+    name = "sign"
+
+
+class Erf(Function):
+    """erf(x) = 2/√π ∫₀ˣ e^(−t²) dt. NumPy has no erf, so the forward is Abramowitz & Stegun
+    7.1.26 (absolute error < 1.5e-7: float32's rounding, not float64's); the derivative
+    2/√π e^(−x²) is exact."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.x = x
+        a = abs(x)
+        t = 1 / (1 + 0.3275911 * a)
+        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (
+            -1.453152027 + t * 1.061405429))))
+        return (xp.sign(x) * (1 - poly * xp.exp(-a * a))).astype(x.dtype, copy=False)
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        return grad * (1.1283791670955126 * xp.exp(-self.x * self.x))  # 2/√π e^(−x²)

@@ -1,5 +1,7 @@
 """Reductions over axes, and the numerically stable softmax family."""
 
+import numpy as np
+
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module
 
@@ -52,11 +54,13 @@ class Max(Function):
     """max over axes. Where several entries tie for the max, the gradient is split equally
     between them (like torch.amax), so a tie never gets more than the total gradient."""
 
+    reduce = "max"
+
     def forward(self, x, axis=None, keepdims=False):
         if x.size == 0:
-            raise ValueError("max of an empty tensor has no value")
+            raise ValueError(f"{self.reduce} of an empty tensor has no value")
         self.axes, self.keepdims = normalize_axis(axis, x.ndim), keepdims
-        out = x.max(axis=self.axes, keepdims=True)
+        out = getattr(x, self.reduce)(axis=self.axes, keepdims=True)
         self.mask = x == out
         return out if keepdims else out.reshape(
             [n for i, n in enumerate(x.shape) if i not in self.axes])
@@ -91,3 +95,32 @@ class LogSoftmax(Function):
     def backward(self, grad):
         xp = get_array_module(grad)  # dL/dx = g - softmax(x) * sum(g)
         return grad - xp.exp(self.out) * grad.sum(axis=self.axis, keepdims=True)
+
+
+class Min(Max):
+    """min over axes; ties split the gradient like Max. (Not −max(−x): negating wraps
+    unsigned integers and the most negative int.)"""
+
+    reduce = "min"
+
+
+class Prod(Function):
+    """The product over axes. d/dxᵢ = Π_{j≠i} xⱼ, computed as the product of everything
+    before i times everything after i (two cumulative products), so zeros are exact."""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.x, self.axes, self.keepdims = x, normalize_axis(axis, x.ndim), keepdims
+        return x.prod(axis=self.axes, keepdims=keepdims)
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        x, axes = self.x, self.axes
+        grad = _keep_dims(grad, x.shape, axes, self.keepdims)
+        rest = [i for i in range(x.ndim) if i not in axes]
+        moved = x.transpose(rest + list(axes)).reshape([x.shape[i] for i in rest] + [-1])
+        ones = xp.ones(moved.shape[:-1] + (1,), dtype=x.dtype)
+        before = xp.cumprod(xp.concatenate([ones, moved[..., :-1]], -1), axis=-1)
+        after = xp.cumprod(xp.concatenate([ones, moved[..., :0:-1]], -1), axis=-1)[..., ::-1]
+        others = (before * after).reshape([x.shape[i] for i in rest] + [x.shape[i] for i in axes])
+        inverse = np.argsort(rest + list(axes))
+        return grad * others.transpose(inverse)
