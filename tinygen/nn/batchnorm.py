@@ -12,7 +12,7 @@ Shapes: N batch, C channels, L everything after C flattened (H*W for images, 1 f
 import numpy as np
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module, module_for
+from tinygen.backend import device_of, get_array_module, module_for
 from tinygen.nn.fused import sum_last, sum_leading
 from tinygen.nn.module import Module, Parameter
 from tinygen.tensor import Tensor
@@ -106,6 +106,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     C = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
+        if t is not None and device_of(_array(t)) != x.device:
+            raise RuntimeError(f"batch_norm: {name} is on {device_of(_array(t))}, the input "
+                               f"on {x.device}; move the module with .to({x.device!r})")
         if t is not None and tuple(t.shape) != (C,):
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for the input "
                              f"{x.shape}, got {tuple(t.shape)}")

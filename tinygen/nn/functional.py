@@ -8,7 +8,7 @@ fused Functions from `fused.py`, convolutions come from `conv.py` and batch norm
 import numpy as np
 
 from tinygen import ops
-from tinygen.backend import get_array_module, to_device
+from tinygen.backend import check_index_bounds, device_of, get_array_module, to_device
 from tinygen.nn import conv, fused
 from tinygen.nn.batchnorm import batch_norm  # noqa: F401  (lives beside BatchNorm1d/2d)
 from tinygen.random import generator
@@ -68,19 +68,25 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return fused.LayerNorm.apply(x, *inputs, eps=eps)
 
 
-def _class_indices(target, op, like):
+def _class_indices(target, op, like, bounds=None, ignore=None,
+                   what="target {bad} is out of range for {high} classes"):
     """Integer indices as an array on the same device as the tensor `like`."""
     data = target.data if isinstance(target, Tensor) else target
-    data = to_device(get_array_module(data).asarray(data), like.device)
+    data = get_array_module(data).asarray(data)
     if data.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got {data.dtype}")
-    return data
+    if bounds is not None:  # on the host before the upload, or queued on the device
+        keep = data if ignore is None else data[data != ignore] if get_array_module(
+            data) is np else get_array_module(data).where(data == ignore, bounds[0], data)
+        check_index_bounds(keep, *bounds, op, what)
+    return to_device(data, like.device)
 
 
 def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     """Cross-entropy of logits [N, V] (or [..., V], the class axis last) against integer
     targets [N] (or [...]); targets equal to ignore_index count for nothing."""
-    target = _class_indices(target, "cross_entropy", logits)
+    target = _class_indices(target, "cross_entropy", logits, (0, logits.shape[-1]),
+                            ignore=ignore_index)
     if tuple(target.shape) != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                          f"{logits.shape[:-1]}, got {tuple(target.shape)}")
@@ -94,7 +100,7 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
 
 def nll_loss(log_probs, target):
     """Mean of -log_probs[target] for log-probabilities [N, V] (or [..., V])."""
-    target = _class_indices(target, "nll_loss", log_probs)
+    target = _class_indices(target, "nll_loss", log_probs, (0, log_probs.shape[-1]))
     if tuple(target.shape) != log_probs.shape[:-1]:
         raise ValueError(f"nll_loss: log_probs {log_probs.shape} need targets of shape "
                          f"{log_probs.shape[:-1]}, got {tuple(target.shape)}")
@@ -131,11 +137,8 @@ def dropout(x, p=0.5, training=True):
 
 def embedding(idx, weight):
     """Rows of weight [V, C] picked by integer idx [...] -> [..., C]."""
-    idx = _class_indices(idx, "embedding", weight)
-    V = weight.shape[0]
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= V):
-        bad = int(idx.max()) if int(idx.max()) >= V else int(idx.min())
-        raise IndexError(f"embedding: index {bad} is out of range for {V} rows")
+    idx = _class_indices(idx, "embedding", weight, (0, weight.shape[0]),
+                         what="index {bad} is out of range for {high} rows")
     return fused.Embedding.apply(weight, idx=idx)
 
 
@@ -150,6 +153,9 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
     if attn_mask is not None:
         m = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         xp = get_array_module(m)
+        if device_of(m) != q.device:
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask is on {device_of(m)}, "
+                               f"q on {q.device}")
         mask = xp.where(m, 0, -xp.inf).astype(q.dtype) if m.dtype == bool else m
     drop = None
     if dropout_p > 0 and training:
