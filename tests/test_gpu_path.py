@@ -88,3 +88,67 @@ def test_bounds_checks_do_not_sync():
     assert cp.COUNTS.syncs == 0
     loss.item()
     assert cp.COUNTS.syncs == 2          # the queued bounds flag and the loss: one log point
+
+
+def test_counter_rng_is_the_same_on_every_array_module(device):
+    from tinygen.backend import module_for
+    from tinygen.random import CounterRNG
+
+    a, b = CounterRNG(7, np), CounterRNG(7, module_for(device))
+    for draw in ("random", "standard_normal"):
+        x, y = getattr(a, draw)((50,), dtype=np.float32), getattr(b, draw)((50,),
+                                                                       dtype=np.float32)
+        np.testing.assert_array_equal(x, backend.to_numpy(y))
+    u = backend.to_numpy(b.random(20000))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+    z = backend.to_numpy(b.standard_normal(20000))
+    assert abs(z.mean()) < 0.03 and abs(z.std() - 1) < 0.03
+
+
+def test_dropout_keeps_one_minus_p_and_rescales(device):
+    tg.manual_seed(0)
+    y = F.dropout(tg.ones(200, 100, device=device), p=0.3).numpy()
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.7)}
+    assert abs((y > 0).mean() - 0.7) < 0.01
+
+
+def test_resumed_run_continues_exactly(device, tmp_path):
+    from tinygen import nn, optim
+    from tinygen.checkpoint import load_checkpoint, save_checkpoint
+
+    def build():
+        tg.manual_seed(3)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 1)).to(device)
+        return model, optim.AdamW(model.parameters(), lr=1e-2)
+
+    def step(model, opt):
+        x = tg.randn(16, 4, device=device)
+        loss = (model(x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    model, opt = build()
+    for _ in range(2):
+        step(model, opt)
+    save_checkpoint(tmp_path / "c.safetensors", model, opt, step=2)
+    want = [step(model, opt) for _ in range(3)]
+    model, opt = build()
+    tg.randn(5, device=device)                    # disturb the generators before loading
+    load_checkpoint(tmp_path / "c.safetensors", model, opt, device=device)
+    assert [step(model, opt) for _ in range(3)] == want
+
+
+def test_classifier_trains_and_predicts_on_the_device(device):
+    from tinygen.models.classifier import predict_proba, train_classifier
+
+    rng = np.random.default_rng(0)
+    images = rng.random((40, 1, 8, 8)).astype(np.float32)
+    labels = (images.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    model = train_classifier(images, labels, n_classes=2, epochs=1, batch_size=20, log=None,
+                             width=4, device=device)
+    assert next(iter(model.parameters())).device == device
+    probs = predict_proba(model, images)
+    assert isinstance(probs, np.ndarray) and probs.shape == (40, 2)
+    np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
