@@ -152,3 +152,16 @@ def test_classifier_trains_and_predicts_on_the_device(device):
     probs = predict_proba(model, images)
     assert isinstance(probs, np.ndarray) and probs.shape == (40, 2)
     np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
+
+
+@needs_emulator
+def test_clip_grad_norm_stays_on_the_device():
+    from tinygen import optim
+
+    w = tg.randn(5, 3, device="cuda", requires_grad=True)
+    (w * 10).sum().backward()
+    backend.cp.COUNTS.reset()
+    norm = optim.clip_grad_norm_([w], 1.0)
+    assert backend.cp.COUNTS.syncs == 0
+    assert norm.item() == pytest.approx(10 * np.sqrt(15), rel=1e-5)
+    assert np.sqrt((w.grad.numpy() ** 2).sum()) == pytest.approx(1.0, rel=1e-4)
