@@ -165,3 +165,32 @@ def test_clip_grad_norm_stays_on_the_device():
     assert backend.cp.COUNTS.syncs == 0
     assert norm.item() == pytest.approx(10 * np.sqrt(15), rel=1e-5)
     assert np.sqrt((w.grad.numpy() ** 2).sum()) == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("make", [lambda ps: __import__("tinygen").optim.SGD(ps, 0.1, 0.9),
+                                  lambda ps: __import__("tinygen").optim.AdamW(ps, 1e-2)],
+                         ids=["sgd", "adamw"])
+def test_flat_buffers_step_like_the_per_parameter_loop(device, make):
+    from tinygen import nn
+
+    def run(flat):
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2)).to(device)
+        opt = make(list(model.parameters()))
+        if not flat:
+            opt.flat_buffers = []
+        for i in range(3):
+            if i == 2:   # a re-assigned parameter leaves its buffer: rebuilt, nothing lost
+                model[0].weight.data = model[0].weight.data.copy()
+            loss = (model(tg.randn(4, 3, device=device)) ** 2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.numpy() for p in model.parameters()], opt
+    (flat_params, opt), (loop_params, _) = run(True), run(False)
+    assert len(opt.flat_buffers) == 1 and opt.flat_buffers[0].intact()
+    for a, b in zip(flat_params, loop_params):
+        np.testing.assert_array_equal(a, b)
+    sd = opt.state_dict()
+    assert all(v.shape == p.shape for p, s in zip(opt._params(), sd["state"].values())
+               for v in s.values() if hasattr(v, "shape"))

@@ -7,7 +7,9 @@ Steele, Lea & Flood 2014, "Fast splittable pseudorandom number generators") writ
 whole-array operations: its whole state is (seed, counter), so it is saved in checkpoints and
 a resumed GPU run draws exactly the numbers it would have drawn (CuPy's own cuRAND
 generators keep their state in device memory that cannot be saved), and it gives the same
-numbers on every array module. `get_rng_state` / `set_rng_state` hold the CPU state;
+numbers on every array module. Dropout masks come from `dropout_generator(device)`, a
+CounterRNG on every device, so they are the same on the CPU and the GPU.
+`get_rng_state` / `set_rng_state` hold the CPU state;
 `get_rng_states` / `set_rng_states` every device's.
 """
 
@@ -88,6 +90,16 @@ def generator(device="cpu"):
     return _generators[device]
 
 
+def dropout_generator(device="cpu"):
+    """The CounterRNG that draws dropout masks on `device`: the same stream on every device
+    (seeded by tg.manual_seed), so a model drops the same units on the CPU and the GPU."""
+    device = check_device(device)
+    key = "dropout:" + device
+    if key not in _generators:
+        _generators[key] = CounterRNG(_seed + 0x5EED, module_for(device))
+    return _generators[key]
+
+
 def get_rng_state():
     """The CPU generator's state: a JSON-serialisable dict."""
     return generator("cpu").bit_generator.state
@@ -107,8 +119,9 @@ def get_rng_states():
 
 
 def set_rng_states(states):
-    for device, state in states.items():
-        if device == "cpu":
+    for key, state in states.items():
+        if key == "cpu":
             set_rng_state(state)
         else:
-            _generators[device] = CounterRNG(state["seed"], module_for(device), state["counter"])
+            device = key.split(":")[-1]  # "cuda", or "dropout:cpu" / "dropout:cuda"
+            _generators[key] = CounterRNG(state["seed"], module_for(device), state["counter"])

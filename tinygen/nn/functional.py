@@ -11,7 +11,7 @@ from tinygen import ops
 from tinygen.backend import check_index_bounds, device_of, get_array_module, to_device
 from tinygen.nn import conv, fused
 from tinygen.nn.batchnorm import batch_norm  # noqa: F401  (lives beside BatchNorm1d/2d)
-from tinygen.random import generator
+from tinygen.random import dropout_generator
 from tinygen.tensor import Tensor
 
 
@@ -123,7 +123,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
 
 def _keep_mask(shape, x, p):
     """A float mask with 1/(1-p) where kept, 0 where dropped (inverted dropout)."""
-    keep = generator(x.device).random(shape, dtype=x.dtype) >= p
+    keep = dropout_generator(x.device).random(shape, dtype=x.dtype) >= p  # same on any device
     return keep.astype(x.dtype) * (1.0 / (1.0 - p))
 
 
