@@ -9,9 +9,9 @@ import runpy
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cupy_emulator import COUNTS, cupy  # noqa: E402
+from cupy_emulator import COUNTS, cupy
 
-import tinygen.backend  # noqa: E402
+import tinygen.backend
 
 if __name__ == "__main__":
     tinygen.backend.cp = cupy
