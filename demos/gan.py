@@ -81,6 +81,7 @@ class TrainConfig:
                                 # empty: <out_dir>/classifier.safetensors
     classifier_epochs: int = at_least(10, 1)  # its training epochs (always seed 0: a fixed judge)
     smoke: bool = False         # a run of a few seconds
+    device: str = "cpu"         # cpu | cuda (the judge classifier stays on the CPU)
 
     def __post_init__(self):
         check_fields(self)
@@ -159,10 +160,10 @@ def real_batches():
     """An endless stream of real batches [batch_size, ...] as tensors."""
     while True:
         if is_toy:
-            yield tg.tensor(dist.sample(cfg.batch_size, data_rng))
+            yield tg.tensor(dist.sample(cfg.batch_size, data_rng), device=cfg.device)
         else:
             for idx in iterate_minibatches(len(reals), cfg.batch_size, data_rng, drop_last=True):
-                yield tg.tensor(reals[idx])
+                yield tg.tensor(reals[idx], device=cfg.device)
 
 
 # ---- models and optimizers ----------------------------------------------------------------
@@ -173,6 +174,7 @@ if is_toy:
 else:
     G = DCGANGenerator(cfg.z_dim, ngf=cfg.width)
     D = DCGANDiscriminator(ndf=cfg.width, pac=cfg.pac)
+G, D = G.to(cfg.device), D.to(cfg.device)
 opt_g = optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
 opt_d = optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
 print(f"G: {G.num_parameters():,} parameters, D: {D.num_parameters():,} (pac {cfg.pac}), "
@@ -203,7 +205,7 @@ tg.save(G.state_dict(), os.path.join(cfg.out_dir, "generator.safetensors"))
 # ---- samples, pictures and scores ---------------------------------------------------------
 summary = {"dataset": cfg.dataset, "data_source": source, "seed": cfg.seed, "pac": cfg.pac,
            "loss": cfg.loss, "r1_gamma": cfg.r1_gamma, "steps": cfg.steps}
-fake = sample(G, cfg.n_eval).numpy()
+fake = sample(G, cfg.n_eval, cfg.device).numpy()
 if is_toy:
     cover = dist.coverage(fake)  # VEEGAN / PacGAN: 3 sigma, at least one sample per mode
     summary.update({k: cover[k] for k in ("modes_captured", "modes_total")})

@@ -18,6 +18,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygen as tg
+import tinygen.backend
+
+# The "cuda" device: real CuPy where it sees a GPU, else the strict CuPy emulator
+# (tests/cupy_emulator.py), so every "cuda" case runs on every machine. TINYGEN_EMULATE_CUDA=0
+# turns the emulator off (the cuda cases then skip without a GPU).
+EMULATED_CUDA = not tg.cuda_available() and os.environ.get("TINYGEN_EMULATE_CUDA", "1") != "0"
+if EMULATED_CUDA:
+    from cupy_emulator import cupy as _emulated_cupy
+
+    tinygen.backend.cp = _emulated_cupy
 
 # The `device` fixture below is function-scoped but only hands out a string, so it is safe
 # to share between the examples of one @given test.

@@ -70,6 +70,7 @@ def to_device(array, device):
 
 def to_numpy(array):
     if cp is not None and isinstance(array, cp.ndarray):
+        raise_pending_index_errors()
         return cp.asnumpy(array)
     return np.asarray(array)
 
@@ -230,3 +231,44 @@ def tune_allocator():
     ok &= libc.mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024 * 1024)
     ok &= libc.mallopt(M_TOP_PAD, 256 * 1024 * 1024)
     return bool(ok)
+
+
+# ---- index bounds without a host sync -------------------------------------------------------
+# CuPy wraps an out-of-range integer index around where NumPy raises. Reading the indices back
+# to check them would stall the GPU every step, so a device array's check is queued instead:
+# one flag on the device, OR-ed with each new check, read at the next device->host transfer
+# (`to_numpy`, Tensor.item(): the logging point), which then raises the IndexError.
+_pending = {"flag": None, "ops": []}
+
+
+def check_index_bounds(idx, low, high, op, what="index {bad} is out of range [{low}, {high})"):
+    """Raise IndexError unless every entry of the integer array `idx` is in [low, high).
+
+    A NumPy array is checked at once, on the host (before any upload). A CuPy array is
+    checked on the device without a sync: the error is raised at the next `to_numpy` or
+    `Tensor.item()`, naming `op`. `what` formats the message from bad, low and high."""
+    if getattr(idx, "size", 1) == 0:
+        return
+    if get_array_module(idx) is np:
+        idx = np.asarray(idx)
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < low or hi >= high:
+            bad = hi if hi >= high else lo
+            raise IndexError(f"{op}: " + what.format(bad=bad, low=low, high=high))
+        return
+    bad = ((idx < low) | (idx >= high)).any()              # a 0-d device array, no sync
+    flag = _pending["flag"]
+    _pending["flag"] = bad if flag is None else flag | bad
+    if f"{op} [{low}, {high})" not in _pending["ops"]:
+        _pending["ops"].append(f"{op} [{low}, {high})")
+
+
+def raise_pending_index_errors():
+    """Read the queued device-side bounds flag (one sync) and raise if any check failed."""
+    flag, ops = _pending["flag"], _pending["ops"]
+    if flag is None:
+        return
+    _pending["flag"], _pending["ops"] = None, []
+    if bool(flag):
+        raise IndexError(f"an integer index on the GPU was out of range in one of: "
+                         f"{', '.join(ops)} (checked on the device, reported at this sync)")

@@ -2,11 +2,11 @@
 
 One safetensors file (see serialization.py) holds the model's weights, the optimizer's
 moments and step counts, the training step, the random-number state (tinygen's global
-generator and any others the caller passes) and JSON-able extras such as the config and
+generator, every device's generator (see random.py) and any others the caller passes) and JSON-able extras such as the config and
 the tokenizer. Written atomically, so a crash mid-save leaves the last good file intact.
 """
 
-from tinygen.random import get_rng_state, set_rng_state
+from tinygen.random import get_rng_state, get_rng_states, set_rng_state, set_rng_states
 from tinygen.serialization import load, save
 
 
@@ -16,7 +16,8 @@ def save_checkpoint(path, model, optimizer=None, step=0, rngs=None, **extra):
     ckpt = {
         "model": model.state_dict(),
         "step": int(step),
-        "rng": {"tinygen": get_rng_state(),
+        "rng": {"tinygen": get_rng_state(),  # the CPU generator, as before
+                "tinygen_devices": {d: s for d, s in get_rng_states().items() if d != "cpu"},
                 **{name: g.bit_generator.state for name, g in (rngs or {}).items()}},
         **extra,
     }
@@ -36,6 +37,7 @@ def load_checkpoint(path, model=None, optimizer=None, rngs=None, device="cpu"):
             raise KeyError(f"load_checkpoint: {path} holds no optimizer state")
         optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"]["tinygen"])
+    set_rng_states(ckpt["rng"].get("tinygen_devices", {}))  # the GPU's (CounterRNG) state
     for name, g in (rngs or {}).items():
         g.bit_generator.state = ckpt["rng"][name]
     return ckpt

@@ -10,9 +10,10 @@ float32, float64, float16 = np.float32, np.float64, np.float16
 int32, int64, bool_ = np.int32, np.int64, np.bool_
 
 
-def tensor(data, dtype=None, device="cpu", requires_grad=False):
+def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor from a list, number or array, holding its own copy (as torch.tensor
-    does: training it never changes the caller's array). Python floats become float32."""
+    does: training it never changes the caller's array). Python floats become float32.
+    device=None keeps an array where it is (a CuPy array stays on the GPU); lists go to "cpu"."""
     t = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
     if t.data is data or getattr(t.data, "base", None) is not None:
         t.data = t.data.copy()

@@ -119,7 +119,7 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
             if tuple(grad.shape) != self.shape:
                 raise ValueError(f"backward: grad has shape {tuple(grad.shape)}, "
                                  f"the tensor has {self.shape}")
-            grad = grad.astype(self.dtype, copy=False)
+            grad = to_device(grad, self.device).astype(self.dtype, copy=False)
         _run_backward(self, grad, retain_graph)
 
     def detach(self):
@@ -138,7 +138,7 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
         if self.data.size != 1:
             raise ValueError(f"item: only one-element tensors convert to a Python number, "
                              f"this one has shape {self.shape}")
-        return self.data.reshape(()).item()
+        return to_numpy(self.data.reshape(())).item()  # to_numpy: pending index checks
 
     def tolist(self):
         return to_numpy(self.data).tolist()

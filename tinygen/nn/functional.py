@@ -10,9 +10,9 @@ import math
 import numpy as np
 
 from tinygen import ops
-from tinygen.backend import get_array_module, to_device
+from tinygen.backend import check_index_bounds, device_of, get_array_module, to_device
 from tinygen.ops.conv import check_conv_args
-from tinygen.random import generator
+from tinygen.random import dropout_generator
 from tinygen.tensor import Tensor
 
 
@@ -80,6 +80,10 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     C = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
+        if t is not None and device_of(t.data if isinstance(t, Tensor) else t) != x.device:
+            raise RuntimeError(f"batch_norm: {name} is on "
+                               f"{device_of(t.data if isinstance(t, Tensor) else t)}, the input "
+                               f"on {x.device}; move the module with .to({x.device!r})")
         if t is not None and tuple(t.shape) != (C,):
             raise ValueError(f"batch_norm: {name} must have shape ({C},) for the input "
                              f"{x.shape}, got {tuple(t.shape)}")
@@ -99,13 +103,18 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                                        running_var=stats[1], momentum=momentum, eps=eps)
 
 
-def _class_indices(target, op, like):
+def _class_indices(target, op, like, bounds=None, ignore=None,
+                   what="target {bad} is out of range for {high} classes"):
     """Integer indices as an array on the same device as the tensor `like`."""
     data = target.data if isinstance(target, Tensor) else target
-    data = to_device(get_array_module(data).asarray(data), like.device)
+    data = get_array_module(data).asarray(data)
     if data.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got {data.dtype}")
-    return data
+    if bounds is not None:  # on the host before the upload, or queued on the device
+        keep = data if ignore is None else data[data != ignore] if get_array_module(
+            data) is np else get_array_module(data).where(data == ignore, bounds[0], data)
+        check_index_bounds(keep, *bounds, op, what)
+    return to_device(data, like.device)
 
 
 def one_hot(tensor, num_classes=-1):
@@ -125,7 +134,8 @@ def one_hot(tensor, num_classes=-1):
 def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
     """Cross-entropy of logits [N, V] (or [..., V], the class axis last) against integer
     targets [N] (or [...]); targets equal to ignore_index count for nothing."""
-    target = _class_indices(target, "cross_entropy", logits)
+    target = _class_indices(target, "cross_entropy", logits, (0, logits.shape[-1]),
+                            ignore=ignore_index)
     if tuple(target.shape) != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                          f"{logits.shape[:-1]}, got {tuple(target.shape)}")
@@ -139,7 +149,7 @@ def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
 
 def nll_loss(log_probs, target):
     """Mean of -log_probs[target] for log-probabilities [N, V] (or [..., V])."""
-    target = _class_indices(target, "nll_loss", log_probs)
+    target = _class_indices(target, "nll_loss", log_probs, (0, log_probs.shape[-1]))
     if tuple(target.shape) != log_probs.shape[:-1]:
         raise ValueError(f"nll_loss: log_probs {log_probs.shape} need targets of shape "
                          f"{log_probs.shape[:-1]}, got {tuple(target.shape)}")
@@ -162,7 +172,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
 
 def _keep_mask(shape, x, p):
     """A float mask with 1/(1-p) where kept, 0 where dropped (inverted dropout)."""
-    keep = generator(x.device).random(shape, dtype=x.dtype) >= p
+    keep = dropout_generator(x.device).random(shape, dtype=x.dtype) >= p  # same on any device
     return keep.astype(x.dtype) * (1.0 / (1.0 - p))
 
 
@@ -176,11 +186,8 @@ def dropout(x, p=0.5, training=True):
 
 def embedding(idx, weight):
     """Rows of weight [V, C] picked by integer idx [...] -> [..., C]."""
-    idx = _class_indices(idx, "embedding", weight)
-    V = weight.shape[0]
-    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= V):
-        bad = int(idx.max()) if int(idx.max()) >= V else int(idx.min())
-        raise IndexError(f"embedding: index {bad} is out of range for {V} rows")
+    idx = _class_indices(idx, "embedding", weight, (0, weight.shape[0]),
+                         what="index {bad} is out of range for {high} rows")
     return ops.EmbeddingFunction.apply(weight, idx=idx)
 
 
@@ -208,6 +215,9 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
     if attn_mask is not None:
         m = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         xp = get_array_module(m)
+        if device_of(m) != q.device:
+            raise RuntimeError(f"scaled_dot_product_attention: attn_mask is on {device_of(m)}, "
+                               f"q on {q.device}")
         mask = xp.where(m, 0, -xp.inf).astype(q.dtype) if m.dtype == bool else m
     return ops.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask,
                                                scale=scale, dropout=drop)

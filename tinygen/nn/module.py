@@ -16,15 +16,38 @@ import numpy as np
 from tinygen.backend import check_device, to_device
 from tinygen.tensor import Tensor
 
+_TENSOR_GRAD = Tensor.__dict__["grad"]  # the slot that Parameter.grad wraps
+
 
 class Parameter(Tensor):
     """A tensor that a Module trains: requires_grad=True, found by `parameters()`."""
 
-    __slots__ = ()
+    # _flat, _grad_view: set by an optimizer's flat buffers (tinygen/optim/flat.py)
+    __slots__ = ("_data_view", "_flat", "_grad_view")
 
     def __init__(self, data, requires_grad=True):
+        self._flat = self._grad_view = self._data_view = None
         super().__init__(data.data if isinstance(data, Tensor) else data,
                          requires_grad=requires_grad)
+
+    def _attach_flat(self, flat, data_view, grad_view):
+        self._flat, self._data_view, self._grad_view = flat, data_view, grad_view
+
+    def _get_grad(self):
+        return _TENSOR_GRAD.__get__(self)
+
+    def _set_grad(self, value):
+        """A gradient for a parameter in a flat buffer is copied into its segment of the
+        flat gradient (while .data is still its view), so the optimizer sees one array."""
+        view = getattr(self, "_grad_view", None)
+        if (value is not None and view is not None and value.data is not view
+                and self.data is self._data_view and value.shape == view.shape
+                and value.dtype == view.dtype):
+            view[...] = value.data
+            value = Tensor._make(view, None)
+        _TENSOR_GRAD.__set__(self, value)
+
+    grad = property(_get_grad, _set_grad)
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()

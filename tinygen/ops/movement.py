@@ -1,8 +1,10 @@
 """Ops that move or select elements without arithmetic: reshape, permute, expand,
 indexing and concatenation."""
 
+import numpy as np
+
 from tinygen.autograd import Function
-from tinygen.backend import device_of, get_array_module, index_add, to_device
+from tinygen.backend import check_index_bounds, device_of, get_array_module, index_add, to_device
 
 
 class Reshape(Function):
@@ -49,9 +51,30 @@ def _index_on(xp, index):
     return xp.asarray(index) if hasattr(index, "dtype") else index
 
 
+def _check_bounds(shape, index):
+    """CuPy wraps out-of-range integer-array indices: check them as NumPy would raise (on
+    the host for NumPy indices, queued on the device for CuPy ones: no sync)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    is_mask = [getattr(p, "dtype", None) == np.bool_ for p in parts]
+    used = sum(p.ndim if m else p is not None and p is not Ellipsis
+               for p, m in zip(parts, is_mask))
+    axis = 0
+    for p, m in zip(parts, is_mask):
+        if p is Ellipsis:
+            axis += len(shape) - used
+        elif p is not None:
+            if not m and getattr(p, "dtype", None) is not None and p.dtype.kind in "iu" and (
+                    axis < len(shape)):
+                check_index_bounds(p, -shape[axis], shape[axis], "getitem")
+            axis += p.ndim if m else 1
+
+
 class GetItem(Function):
     def forward(self, x, index):
-        index = _index_on(get_array_module(x), index)
+        xp = get_array_module(x)
+        if xp is not np:
+            _check_bounds(x.shape, index)
+        index = _index_on(xp, index)
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
         return x[index]
 

@@ -16,44 +16,59 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 flat=True):
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                  "weight_decay": weight_decay})
+                                  "weight_decay": weight_decay}, flat=flat)
 
     def step(self):
+        done = set()
+        for buf in self._flat_ready():  # whole buffers: the same arithmetic, one call each
+            group = self.param_groups[buf.group]
+            m = buf.moment("exp_avg", self._flat_state, self.state)
+            v = buf.moment("exp_avg_sq", self._flat_state, self.state)
+            for p in buf.params:
+                self.state[p]["step"] = self.state[p].get("step", 0) + 1
+                done.add(id(p))
+            self._update(buf.data, buf.grad, m, v, self.state[buf.params[0]]["step"], group)
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
-                                           group["weight_decay"])
             for p in group["params"]:
-                if p.grad is None:
+                if p.grad is None or id(p) in done:
                     continue
-                g, x = p.grad.data, p.data
+                x = p.data
                 xp = get_array_module(x)
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {"step": 0, "exp_avg": xp.zeros_like(x),
                                              "exp_avg_sq": xp.zeros_like(x)}
                 state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                if wd and self.decoupled:
-                    x *= 1.0 - lr * wd                 # AdamW: shrink the weights directly
-                elif wd:
-                    g = g + wd * x                     # Adam: L2 penalty in the gradient
-                m *= beta1                             # m = β1 m + (1 - β1) g
-                m += (1.0 - beta1) * g
-                v *= beta2                             # v = β2 v + (1 - β2) g²
-                tmp = xp.multiply(g, g, out=xp.empty_like(x))  # an array even when 0-d
-                tmp *= 1.0 - beta2
-                v += tmp
-                # x -= lr / (1 - β1^t) * m / (sqrt(v / (1 - β2^t)) + eps)
-                denom = xp.sqrt(v, out=tmp)
-                denom *= 1.0 / math.sqrt(1.0 - beta2 ** t)
-                denom += eps
-                update = xp.divide(m, denom, out=denom)
-                update *= lr / (1.0 - beta1 ** t)
-                x -= update
+                self._update(x, p.grad.data, state["exp_avg"], state["exp_avg_sq"],
+                             state["step"], group)
+
+    def _update(self, x, g, m, v, t, group):
+        """One Adam step in place on x (and the moments m, v) from the gradient g."""
+        lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
+                                       group["weight_decay"])
+        xp = get_array_module(x)
+        if wd and self.decoupled:
+            x *= 1.0 - lr * wd                 # AdamW: shrink the weights directly
+        elif wd:
+            g = g + wd * x                     # Adam: L2 penalty in the gradient
+        m *= beta1                             # m = β1 m + (1 - β1) g
+        m += (1.0 - beta1) * g
+        v *= beta2                             # v = β2 v + (1 - β2) g²
+        tmp = xp.multiply(g, g, out=xp.empty_like(x))  # an array even when 0-d
+        tmp *= 1.0 - beta2
+        v += tmp
+        # x -= lr / (1 - β1^t) * m / (sqrt(v / (1 - β2^t)) + eps)
+        denom = xp.sqrt(v, out=tmp)
+        denom *= 1.0 / math.sqrt(1.0 - beta2 ** t)
+        denom += eps
+        update = xp.divide(m, denom, out=denom)
+        update *= lr / (1.0 - beta1 ** t)
+        x -= update
 
 
 class AdamW(Adam):
@@ -62,5 +77,7 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 flat=True):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         flat=flat)

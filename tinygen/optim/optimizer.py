@@ -1,6 +1,7 @@
 """The Optimizer base class: parameter groups, per-parameter state, state_dict."""
 
 from tinygen.backend import to_device, to_numpy
+from tinygen.optim.flat import build_flat_buffers
 from tinygen.tensor import Tensor
 
 
@@ -8,7 +9,7 @@ class Optimizer:
     """Holds `param_groups` (each a dict of hyperparameters plus "params") and `state`
     (per parameter: step counts and moment buffers). Subclasses write `step()`."""
 
-    def __init__(self, params, defaults):
+    def __init__(self, params, defaults, flat=True):
         if isinstance(params, Tensor):
             raise TypeError(f"{type(self).__name__}: expects an iterable of tensors or of "
                             "parameter-group dicts, got a single Tensor")
@@ -35,6 +36,27 @@ class Optimizer:
                 seen.add(id(p))
             self.param_groups.append(group)
         self.state = {}  # Parameter -> dict
+        # flat buffers (optim/flat.py): a few whole-array operations per step
+        self.flat_buffers = build_flat_buffers(self.param_groups) if flat else []
+        self._flat_state = {}  # id(FlatParameters) -> {moment name: flat array}
+
+    def _flat_ready(self):
+        """The flat buffers whose step can run on whole arrays this time: rebuilt if a
+        parameter's .data was re-assigned, skipped if a parameter has no gradient or the
+        parameters' step counts differ (then the per-parameter loop does them)."""
+        ready = []
+        for i, buf in enumerate(self.flat_buffers):
+            if not buf.intact():
+                for new in build_flat_buffers([{"params": buf.params}]):
+                    new.group = buf.group
+                    self.flat_buffers[i] = buf = new
+                    break
+            if not buf.intact() or not buf.has_all_grads():
+                continue
+            if len({self.state.get(p, {}).get("step", 0) for p in buf.params}) != 1:
+                continue
+            ready.append(buf)
+        return ready
 
     def zero_grad(self):
         for group in self.param_groups:
