@@ -53,7 +53,7 @@ class Args:
     device: str = "cpu"
     smoke: bool = False             # a tiny run of a few seconds
     # the task
-    train_specs: int = 4000         # training specs (keys not held out)
+    train_specs: int = 3000         # training specs (keys not held out)
     eval_specs: int = 100           # held-out specs for pass@k
     repair_specs: int = 100         # held-out programs with one injected bug
     holdout_mod: int = 5            # 1/holdout_mod of the compositions are held out
@@ -62,7 +62,7 @@ class Args:
     n_head: int = 4
     n_embd: int = 64
     # 1. supervised fine-tuning
-    sft_iters: int = 1000
+    sft_iters: int = 500
     sft_batch_size: int = 16
     sft_lr: float = 3e-3
     repair_frac: float = 0.25       # fraction of SFT batches that are repair examples
@@ -70,10 +70,10 @@ class Args:
     num_samples: int = 10           # n: samples per held-out spec (pass@k needs n >= k)
     temperature: float = 1.0        # of the evaluation samples (GRPO trains this policy)
     # 3. GRPO (tinygen.rl.grpo.GRPOConfig; grpo_update reads these fields)
-    grpo_iters: int = 30
+    grpo_iters: int = 15
     prompts_per_iter: int = 16      # specs per rollout; B = prompts_per_iter * group_size
     group_size: int = 8
-    learning_rate: float = 1e-4
+    learning_rate: float = 3e-4
     clip_coef: float = 0.2
     beta: float = 0.04
     update_epochs: int = 2
