@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinygen.autograd import no_grad
-from tinygen.backend import to_device
+from tinygen.backend import to_device, to_numpy
 from tinygen.optim import clip_grad_norm_
 from tinygen.random import generator
 from tinygen.rl import ppo
-from tinygen.rl.rlhf import response_logprobs, response_mask, sample_responses
+from tinygen.rl.rlhf import response_logprobs, response_mask
 from tinygen.tensor import Tensor
 
 
@@ -82,7 +82,7 @@ class GRPOConfig:
     """GRPO's hyperparameters (DeepSeekMath section 4.2 where they fit a tiny model)."""
 
     group_size: int = 8            # G: outputs sampled per prompt
-    learning_rate: float = 1e-4    # Adam step size
+    learning_rate: float = 3e-4    # Adam step size
     clip_coef: float = 0.2         # ε of the clipped ratio
     beta: float = 0.04             # weight of the KL to the reference (DeepSeekMath: 0.04)
     update_epochs: int = 2         # passes over each rollout (μ in the paper's algorithm 1)
@@ -94,14 +94,17 @@ class GRPOConfig:
 @no_grad()
 def sample_until_eos(gpt, prompt_ids, max_len, eos_id, temperature=1.0, chunk=32):
     """Sample up to max_len tokens after each prompt [B, P], chunk tokens at a time with
-    `rlhf.sample_responses` (GPT.generate with its KV cache), stopping once every row has
-    an EOS: programs are mostly far shorter than the longest one. Returns tokens
+    GPT.generate (and its KV cache), stopping once every row has an EOS: programs are
+    mostly far shorter than the longest one. Returns tokens
     [B, P + R] (NumPy, R <= max_len a multiple of chunk or max_len) and the mask [B, R]."""
     P = prompt_ids.shape[1]
+    device = gpt.lm_head.weight.device
     tokens = np.asarray(prompt_ids)
     while tokens.shape[1] - P < max_len:
         n = min(chunk, max_len - (tokens.shape[1] - P))
-        tokens, _ = sample_responses(gpt, tokens, n, eos_id, temperature)
+        out = gpt.generate(Tensor(tokens, device=device), n, temperature=temperature)
+        # GPT.generate returns an array on older tinygen, a Tensor on newer: take either
+        tokens = out.numpy() if isinstance(out, Tensor) else to_numpy(out)
         if (tokens[:, P:] == eos_id).any(axis=1).all():
             break
     return tokens, response_mask(tokens[:, P:], eos_id)
