@@ -25,6 +25,7 @@ limits, the size checks, the builtins, the interpreter, `run`.
 import ast
 import operator
 import time
+import warnings
 from dataclasses import dataclass
 
 from tinygen.rl.sandbox_subset import BUILTIN_NAMES, SandboxError, _refuse, check
@@ -412,7 +413,9 @@ def compile_program(program, limits=Limits()):
     try:
         # mode "single" (one statement, the def): a file-mode parse that fails reads the
         # source line back from the "file" named in the error, an open() we do not want
-        tree = ast.parse(program, mode="single")
+        with warnings.catch_warnings():   # e.g. SyntaxWarning "invalid decimal literal"
+            warnings.simplefilter("ignore")
+            tree = ast.parse(program, mode="single")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         raise SandboxError(f"does not parse: {type(e).__name__}: {e}") from None
     return Program(check(tree))
