@@ -13,7 +13,7 @@ and is asked to fix programs with one injected bug.
     4. pass@1 and pass@10 after GRPO on the same held-out specs, the KL to the reference
     5. repair: the fix rate on held-out programs with one injected bug (greedy decoding)
 
-    python demos/code.py                        # about 10 minutes on 2 CPU cores
+    python demos/code.py                        # 46 min measured on a heavily shared 2-core box
     python demos/code.py --seed 2 --out_dir out/code_2
     python demos/code.py --smoke                # a few seconds, to check that it all runs
 
