@@ -23,6 +23,7 @@ import reprlib
 import numpy as np
 
 from tinygen import nn
+from tinygen.data.gpt2_tokenizer import resolve
 from tinygen.serialization import CheckpointError, MappedFile, save
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -37,24 +38,6 @@ class PretrainedError(ValueError):
 
 def _fail(path, what):
     return PretrainedError(f"GPT.from_pretrained: {path}: {what}")
-
-
-def resolve(name_or_path, files):
-    """A local folder as is; otherwise a Hugging Face model id ("gpt2"), resolved through
-    huggingface_hub's own cache (and its downloader, if the user allows it). tinygen never
-    downloads by itself."""
-    if os.path.isdir(name_or_path):
-        return os.fspath(name_or_path)
-    name = os.fspath(name_or_path)
-    if os.path.isabs(name) or name.startswith(".") or name.count("/") > 1 or os.sep in name \
-            and os.sep != "/" or os.path.exists(name):
-        raise FileNotFoundError(f"{name!r} is not a folder")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise FileNotFoundError(f"{name_or_path!r} is not a folder (install huggingface_hub to "
-                                "use model ids such as 'gpt2')") from None
-    return snapshot_download(str(name_or_path), allow_patterns=list(files))
 
 
 def read_json(path, what):
