@@ -6,6 +6,9 @@ loop -> checkpoint -> samples, top to bottom (after nanoGPT's train.py and sampl
     python demos/gpt.py --resume               # continue from <out_dir>/ckpt.safetensors
     python demos/gpt.py --sample --prompt "def "   # only sample from the saved checkpoint
     python demos/gpt.py --smoke                # a few seconds, to check that it all runs
+    python demos/gpt.py --init_from PATH --text FILE   # fine-tune pretrained GPT-2 (a HF folder)
+    python demos/gpt.py --init_from PATH --text FILE --eval_only   # its loss and perplexity
+    python demos/gpt.py --init_from PATH --sample --prompt "To be"  # sample from it
 
 It ends with one JSON line of headline figures, also written to <out_dir>/summary.json.
 """
@@ -25,6 +28,7 @@ from tinygen.cli import parse_config
 from tinygen.data import (
     BPETokenizer,
     CharTokenizer,
+    GPT2Tokenizer,
     default_corpus,
     encode_corpus,
     get_batch,
@@ -67,6 +71,8 @@ class TrainConfig:
     log_interval: int = 100
     out_dir: str = "out/gpt"
     resume: bool = False
+    init_from: str = ""            # fine-tune a pretrained GPT-2 folder (docs/pretrained.md)
+    eval_only: bool = False        # print loss and perplexity on the data, then stop
     # sampling
     sample: bool = False           # skip training: load the checkpoint and sample
     prompt: str = "\n"
@@ -87,6 +93,12 @@ def parse_args():
                                   log_interval=5, corpus_bytes=100_000, bpe_vocab_size=300,
                                   n_layer=2, n_embd=32, n_head=2, block_size=32,
                                   batch_size=4, max_new_tokens=40, num_samples=1)
+    if cfg.init_from:  # nanoGPT's finetune_shakespeare, for the fields left at their defaults
+        recipe = {"learning_rate": 3e-5, "min_lr": 3e-5, "warmup_iters": 0, "max_iters": 20,
+                  "eval_interval": 5, "weight_decay": 0.0, "grad_clip": 1.0}
+        defaults = TrainConfig()
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in recipe.items()
+                                          if getattr(cfg, k) == getattr(defaults, k)})
     return cfg
 
 
@@ -97,11 +109,16 @@ tg.manual_seed(cfg.seed)
 batch_rng = np.random.default_rng(cfg.seed)  # draws the training batches
 
 # ---- sampling only: rebuild model and tokenizer from the checkpoint -----------------------
-if cfg.sample:
+if cfg.sample and cfg.init_from:  # the pretrained model (fine-tuned, if out_dir holds it)
+    tokenizer = GPT2Tokenizer.from_pretrained(cfg.init_from)
+    tuned = os.path.join(cfg.out_dir, "pretrained")
+    model = GPT.from_pretrained(tuned if os.path.isdir(tuned) else cfg.init_from)
+elif cfg.sample:
     ckpt = tg.load(ckpt_path)
     tokenizer = tokenizer_from_state_dict(ckpt["tokenizer"])
     model = GPT(GPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
+if cfg.sample:
     model.to(cfg.device)
     prompt = np.array([tokenizer.encode(cfg.prompt)] * cfg.num_samples)
     t0 = time.time()
@@ -119,7 +136,9 @@ if cfg.text:
 else:
     text, corpus = default_corpus(cfg.corpus_bytes), "python-stdlib"
 kind = cfg.tokenizer if cfg.tokenizer != "auto" else ("char" if cfg.text else "bpe")
-if cfg.resume:
+if cfg.init_from:  # the pretrained model's own tokenizer
+    tokenizer, kind = GPT2Tokenizer.from_pretrained(cfg.init_from), "gpt2"
+elif cfg.resume:
     tokenizer = tokenizer_from_state_dict(tg.load(ckpt_path)["tokenizer"])
 elif kind == "bpe":
     tokenizer = BPETokenizer.train(text, cfg.bpe_vocab_size)
@@ -141,7 +160,8 @@ def batch(split):
 model_config = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                          block_size=cfg.block_size, vocab_size=tokenizer.vocab_size,
                          dropout=cfg.dropout, bias=cfg.bias)
-model = GPT(model_config)
+model = GPT.from_pretrained(cfg.init_from, cfg.dropout) if cfg.init_from else GPT(model_config)
+model_config = model.config
 model.to(cfg.device)
 optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
                                        (cfg.beta1, cfg.beta2))
@@ -166,10 +186,20 @@ def estimate_loss():
     return out
 
 
+if cfg.eval_only:
+    losses = estimate_loss()
+    for split, loss in losses.items():
+        print(f"{split}: loss {loss:.4f}, perplexity {math.exp(loss):.2f}")
+    raise SystemExit
+
+
 def checkpoint(step, best):
     save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
                     best_val_loss=best, model_config=dataclasses.asdict(model_config),
                     config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
+    if cfg.init_from:  # and in the Hugging Face layout, for transformers and for --sample
+        model.save_pretrained(os.path.join(cfg.out_dir, "pretrained"))
+        tokenizer.save_pretrained(os.path.join(cfg.out_dir, "pretrained"))
 
 
 # ---- training loop ------------------------------------------------------------------------

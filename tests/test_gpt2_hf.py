@@ -248,3 +248,39 @@ def test_mapped_file_copies_in_slabs(tmp_path):
     np.testing.assert_array_equal(out, w.T)
     loaded = tg.load(tmp_path / "f.safetensors", mmap=True)
     np.testing.assert_array_equal(loaded["w"].numpy(), w)
+
+
+def test_demo_finetunes_evaluates_and_samples_a_pretrained_folder(tmp_path):
+    """demos/gpt.py --init_from: nanoGPT's fine-tuning recipe on a tiny "pretrained" GPT-2
+    (made here: tinygen's BPE in GPT-2's files + a transformers model of that vocabulary)."""
+    import subprocess
+    import sys
+
+    from tinygen.data import BPETokenizer, GPT2Tokenizer
+
+    text = Path("/work/shared/data/tinyshakespeare.txt").read_text(encoding="utf-8")
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(text[:20_000], encoding="utf-8")
+    tokenizer = GPT2Tokenizer.from_bpe(BPETokenizer.train(text[:20_000], 300))
+    folder = tmp_path / "pretrained-gpt2"
+    hf_model(vocab_size=tokenizer.vocab_size).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out_dir = tmp_path / "out"
+
+    def demo(*extra):
+        out = subprocess.run([sys.executable, os.path.join(root, "demos", "gpt.py"), "--smoke",
+                              "--init_from", str(folder), "--text", str(corpus), "--out_dir",
+                              str(out_dir), "--max_iters", "4", "--eval_interval", "2", *extra],
+                             capture_output=True, text=True, timeout=300, check=False,
+                             env={**os.environ, "PYTHONPATH": root})
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    stdout = demo("--eval_only")
+    assert "val: loss" in stdout and "perplexity" in stdout
+    summary = json.loads(demo().strip().splitlines()[-1])
+    assert summary["tokenizer"] == "gpt2" and summary["vocab_size"] == tokenizer.vocab_size
+    tuned = transformers.GPT2LMHeadModel.from_pretrained(out_dir / "pretrained")
+    assert tuned.config.n_layer == TINY["n_layer"]
+    assert "tokens/s sampled" in demo("--sample", "--prompt", "ROMEO:")

@@ -276,5 +276,18 @@ class GPT2Tokenizer:
                 merges.append((text[a], text[b]))
         return cls(encoder, merges)
 
+    def state_dict(self):
+        """Plain JSON (for a checkpoint's metadata), like the other tokenizers'."""
+        return {"type": "gpt2", "encoder": self.encoder,
+                "merges": [[a, b] for a, b in self.merges],
+                "special_tokens": list(self.special_tokens)}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        if not isinstance(state, dict) or state.get("type") != "gpt2":
+            raise ValueError("GPT2Tokenizer.from_state_dict: expected a dict with type 'gpt2'")
+        return cls(state["encoder"], [tuple(m) for m in state["merges"]],
+                   state.get("special_tokens", (ENDOFTEXT,)))
+
     def __repr__(self):
         return f"GPT2Tokenizer(vocab_size={self.vocab_size})"
