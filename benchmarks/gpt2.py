@@ -142,11 +142,14 @@ def main():
 def tokenizer_speed():
     import tiktoken
 
-    from tinygen.data import BPETokenizer, GPT2Tokenizer
+    from tinygen.data import BPETokenizer, GPT2Tokenizer, default_corpus
     from tinygen.data.gpt2_tokenizer import ENDOFTEXT, bytes_to_unicode
 
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        text = f.read()
+    if os.path.exists(SHAKESPEARE):
+        with open(SHAKESPEARE, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = default_corpus(1_000_000)
     ours = GPT2Tokenizer.from_bpe(BPETokenizer.train(text[:200_000], 256 + 1000))
     char_byte = {c: b for b, c in bytes_to_unicode().items()}
     ranks = {bytes(char_byte[c] for c in t): i for t, i in ours.encoder.items() if t != ENDOFTEXT}

@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from tinygen.data import BPETokenizer, GPT2Tokenizer
+from tinygen.data import BPETokenizer, GPT2Tokenizer, default_corpus
 from tinygen.data.gpt2_tokenizer import ENDOFTEXT, bytes_to_unicode, split_words
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -30,8 +30,7 @@ TRAIN_TEXT = " ".join(PIECES * 3) + " Emoji 😀😀 中文中文 naïve café r
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """tinygen's trainer -> GPT-2's files (vocab.json + merges.txt)."""
-    with open("/work/shared/data/tinyshakespeare.txt", encoding="utf-8") as f:
-        text = f.read()[:60_000] + TRAIN_TEXT * 20
+    text = default_corpus(60_000) + TRAIN_TEXT * 20
     bpe = BPETokenizer.train(text, 256 + 600)
     path = tmp_path_factory.mktemp("tok")
     GPT2Tokenizer.from_bpe(bpe).save_pretrained(path)
