@@ -36,13 +36,18 @@ def memory_kb(field):
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
-def load_only(path):
-    """Child process: time GPT.from_pretrained and measure its peak extra memory."""
+def load_only(path, lib):
+    """Child process: time one library's from_pretrained and measure its peak extra memory."""
+    if lib == "torch":
+        import transformers
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS (Linux)
         f.write("5")
     before = memory_kb("VmRSS")
     t0 = time.perf_counter()
-    GPT.from_pretrained(path)
+    if lib == "torch":
+        transformers.GPT2LMHeadModel.from_pretrained(path)
+    else:
+        GPT.from_pretrained(path)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "extra_kb": memory_kb("VmHWM") - before}))
 
@@ -61,10 +66,10 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tokens", type=int, default=32, help="tokens generated per timing")
     p.add_argument("--T", type=int, default=1024, help="training sequence length")
-    p.add_argument("--load-only", dest="load_only", default="")
+    p.add_argument("--load-only", dest="load_only", nargs=2, metavar=("PATH", "LIB"))
     args = p.parse_args()
     if args.load_only:
-        return load_only(args.load_only)
+        return load_only(*args.load_only)
 
     import torch
     import transformers
@@ -82,13 +87,14 @@ def main():
     ref.save_pretrained(folder)
     size = os.path.getsize(os.path.join(folder, "model.safetensors"))
 
-    child = subprocess.run([sys.executable, __file__, "--load-only", folder],
-                           capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    load = json.loads(child.stdout.strip().splitlines()[-1])
-    print(f"load: {load['seconds']:.2f} s, peak extra memory {load['extra_kb'] / 1024:.0f} MiB"
-          f" = {load['extra_kb'] * 1024 / size:.2f}x the file ({size / 2**20:.0f} MiB; "
-          "file in the page cache)")
+    for lib in ("tinygen", "torch"):
+        child = subprocess.run([sys.executable, __file__, "--load-only", folder, lib],
+                               capture_output=True, text=True, check=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        load = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"load {lib}: {load['seconds']:.2f} s, peak extra memory "
+              f"{load['extra_kb'] / 1024:.0f} MiB = {load['extra_kb'] * 1024 / size:.2f}x the "
+              f"file ({size / 2**20:.0f} MiB, in the page cache)")
 
     model = GPT.from_pretrained(folder)
     rng = np.random.default_rng(0)
