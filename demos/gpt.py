@@ -8,6 +8,9 @@ loop -> checkpoint -> samples, top to bottom (after nanoGPT's train.py and sampl
     python demos/gpt.py --model mygpt:MyGPT    # train your own model class with this loop
     python demos/gpt.py --smoke                # a few seconds, to check that it all runs
     mpiexec -n 2 python demos/gpt.py --batch_size 64   # data parallel: 2 ranks × 32 rows
+    python demos/gpt.py --init_from PATH --text FILE   # fine-tune pretrained GPT-2 (a HF folder)
+    python demos/gpt.py --init_from PATH --text FILE --eval_only   # its loss and perplexity
+    python demos/gpt.py --init_from PATH --sample --prompt "To be"  # sample from it
 
 For Shakespeare as in nanoGPT, download Karpathy's tinyshakespeare (char-rnn's
 data/tinyshakespeare/input.txt, 1.1 MB) and pass its path with --text.
@@ -42,6 +45,7 @@ from tinygen.cli import at_least, between, check_fields, one_of, or_exit, parse_
 from tinygen.data import (
     BPETokenizer,
     CharTokenizer,
+    GPT2Tokenizer,
     default_corpus,
     encode_corpus,
     get_batch,
@@ -88,6 +92,8 @@ class TrainConfig:
     log_interval: int = at_least(100, 1)
     out_dir: str = "out/gpt"
     resume: bool = False
+    init_from: str = ""            # fine-tune a pretrained GPT-2 folder (docs/pretrained.md)
+    eval_only: bool = False        # print loss and perplexity on the data, then stop
     # sampling
     sample: bool = False           # skip training: load the checkpoint and sample
     prompt: str = "\n"
@@ -110,6 +116,8 @@ class TrainConfig:
                 "no such file")
         ckpt = os.path.join(self.out_dir, "ckpt.safetensors")
         for flag in ("resume", "sample"):
+            if flag == "sample" and self.init_from:
+                continue  # samples from the pretrained folder (or its fine-tuned copy)
             require(not getattr(self, flag) or os.path.isfile(ckpt), flag, True,
                     f"needs a checkpoint, and {ckpt} does not exist (train first, or --out_dir)")
         require(re.fullmatch(r"cpu|cuda(:\d+)?", self.device), "device", self.device,
@@ -155,6 +163,12 @@ def build_model(cfg, model_config):
 
 def main(argv=None, build_model=build_model):
     cfg = parse_config(TrainConfig, __doc__, argv, smoke=SMOKE)
+    if cfg.init_from:  # nanoGPT's finetune_shakespeare, for the fields left at their defaults
+        recipe = {"learning_rate": 3e-5, "min_lr": 3e-5, "warmup_iters": 0, "max_iters": 20,
+                  "eval_interval": 5, "weight_decay": 0.0, "grad_clip": 1.0}
+        defaults = TrainConfig()
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in recipe.items()
+                                          if getattr(cfg, k) == getattr(defaults, k)})
     or_exit(lambda: model_class(cfg.model), TrainConfig)  # a bad --model fails now, too
     # ---- data parallel (mpiexec -n N): rank 0 logs, samples and saves; a lone process is rank 0
     dist.init_process_group()
@@ -170,13 +184,18 @@ def main(argv=None, build_model=build_model):
     batch_rng = np.random.default_rng(cfg.seed)  # draws the training batches
 
     # ---- sampling only: rebuild model and tokenizer from the checkpoint -----------------------
-    if cfg.sample:
+    if cfg.sample and cfg.init_from:  # the pretrained model (fine-tuned, if out_dir holds it)
+        tokenizer = GPT2Tokenizer.from_pretrained(cfg.init_from)
+        tuned = os.path.join(cfg.out_dir, "pretrained")
+        model = GPT.from_pretrained(tuned if os.path.isdir(tuned) else cfg.init_from)
+    elif cfg.sample:
         ckpt = tg.load(ckpt_path)
         tokenizer = tokenizer_from_state_dict(ckpt["tokenizer"])
         if not cfg.model:  # the class it was trained with, unless --model says otherwise
             cfg = dataclasses.replace(cfg, model=ckpt.get("config", {}).get("model", ""))
         model = build_model(cfg, GPTConfig(**ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
+    if cfg.sample:
         model.to(cfg.device)
         prompt = np.array([tokenizer.encode(cfg.prompt)] * cfg.num_samples)
         t0 = time.time()
@@ -194,7 +213,9 @@ def main(argv=None, build_model=build_model):
     else:
         text, corpus = default_corpus(cfg.corpus_bytes), "python-stdlib"
     kind = cfg.tokenizer if cfg.tokenizer != "auto" else ("char" if cfg.text else "bpe")
-    if cfg.resume:
+    if cfg.init_from:  # the pretrained model's own tokenizer
+        tokenizer, kind = GPT2Tokenizer.from_pretrained(cfg.init_from), "gpt2"
+    elif cfg.resume:
         tokenizer = tokenizer_from_state_dict(tg.load(ckpt_path)["tokenizer"])
     elif kind == "bpe":
         tokenizer = BPETokenizer.train(text, cfg.bpe_vocab_size)
@@ -212,8 +233,12 @@ def main(argv=None, build_model=build_model):
         return tg.tensor(x, device=cfg.device), tg.tensor(y, device=cfg.device)
 
     # ---- model and optimizer -----------------------------------------------------------------
-    model_config = cfg.model_config(tokenizer.vocab_size)
-    model = build_model(cfg, model_config)
+    if cfg.init_from:
+        model = GPT.from_pretrained(cfg.init_from, cfg.dropout)
+        model_config = model.config
+    else:
+        model_config = cfg.model_config(tokenizer.vocab_size)
+        model = build_model(cfg, model_config)
     model.to(cfg.device)
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate,
                                            (cfg.beta1, cfg.beta2))
@@ -242,10 +267,19 @@ def main(argv=None, build_model=build_model):
                 out[split] = float(dist.all_reduce(mean, dist.ReduceOp.AVG)[0])
         return out
 
+    if cfg.eval_only:
+        losses = estimate_loss()
+        for split, loss in losses.items():
+            print(f"{split}: loss {loss:.4f}, perplexity {math.exp(loss):.2f}")
+        return
+
     def checkpoint(step, best):
         dist.save_checkpoint(ckpt_path, model, optimizer, step, rngs={"batches": batch_rng},
                              best_val_loss=best, model_config=dataclasses.asdict(model_config),
                              config=dataclasses.asdict(cfg), tokenizer=tokenizer.state_dict())
+        if cfg.init_from and dist.is_main_process():  # also the Hugging Face layout
+            model.save_pretrained(os.path.join(cfg.out_dir, "pretrained"))
+            tokenizer.save_pretrained(os.path.join(cfg.out_dir, "pretrained"))
 
     # ---- training loop ------------------------------------------------------------------------
     tokens_per_iter = cfg.batch_size * cfg.block_size

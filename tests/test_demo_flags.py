@@ -114,7 +114,7 @@ class Bigram(nn.Module):
         ids = idx.numpy()
         for _ in range(max_new_tokens):
             logits, _ = self(tg.tensor(ids[:, -1:]))
-            ids = np.concatenate([ids, sample(logits.data[:, -1], temperature, top_k)[:, None]],
+            ids = np.concatenate([ids, sample(logits.data[:, -1], temperature, top_k).numpy()[:, None]],
                                  axis=1)
         return tg.tensor(ids)
 

@@ -35,6 +35,7 @@ and every header field is checked before it is used.
 import contextlib
 import json
 import math
+import mmap
 import os
 import reprlib
 import struct
@@ -76,24 +77,30 @@ def _is_tensor(x):
 
 # ---- save ---------------------------------------------------------------------------------
 
-def save(obj, path):
+def save(obj, path, metadata=None):
     """Write `obj` to `path` as a safetensors file, atomically.
 
     `obj` is a state_dict (str -> Tensor or array) or a nested training checkpoint: dicts
     (str or int keys), lists and tuples holding Tensors, arrays and JSON values (None, bool,
     int, float, str). NumPy scalars are stored as Python numbers and tuples come back as lists.
-    A Tensor shared by two entries is stored twice.
+    A Tensor shared by two entries is stored twice. `metadata` (str -> str, state_dicts
+    only) goes into the header's __metadata__, e.g. {"format": "pt"} for transformers.
     """
     path = os.fspath(path)
     leaves = {}  # tensor name -> the array to write, in the order they were found
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
+        raise TypeError("save: metadata must be a dict of str -> str")
     if _is_state_dict(obj):
         for name, value in obj.items():
             leaves[name] = value.data if _is_tensor(value) else value
-        metadata = None  # a plain file, the way other tools write weights
+        # a plain file, the way other tools write weights
     else:
         tree = _encode(obj, (), leaves)
         structure = {"version": FORMAT_VERSION, "tree": tree}
         text = json.dumps(structure, ensure_ascii=False, separators=(",", ":"))
+        if metadata is not None:
+            raise TypeError("save: metadata is for state_dicts; a checkpoint keeps its own")
         metadata = {METADATA_KEY: text}
     header, order = _build_header(leaves, metadata)
     _write_atomic(path, header, [leaves[name] for name in order])
@@ -196,19 +203,26 @@ def _write_atomic(path, header, arrays):
 
 # ---- load ---------------------------------------------------------------------------------
 
-def load(path, device="cpu"):
+def load(path, device="cpu", mmap=False):
     """Read a file written by `save` (or by any safetensors writer) onto `device`.
 
     A plain safetensors file comes back as a dict of name -> Tensor, in header order. A
     checkpoint comes back with its nesting, int keys and values as saved (tuples as lists);
     Tensors come back as Tensors (not requiring grad) and raw arrays as arrays of `device`'s
     array module. On the CPU the arrays are writable, C-contiguous views into one buffer
-    read from the file, so an optimizer can update them in place.
+    read from the file, so an optimizer can update them in place. With mmap=True the file
+    is memory-mapped instead of read: nothing is read until used, and on the CPU the arrays
+    are read-only views into the mapping (as torch.load(mmap=True) and safetensors' own
+    safe_open do); see MappedFile to copy tensors out without holding the file in memory.
     Raises CheckpointError (a ValueError) if the file is malformed.
     """
     device = check_device(device)
     path = os.fspath(path)
-    metadata, entries, buffer = _read(path)
+    if mmap:
+        mapped = MappedFile(path)
+        metadata, entries, buffer = mapped.metadata, mapped.entries, mapped.buffer
+    else:
+        metadata, entries, buffer = _read(path)
     arrays = {name: _array(path, name, buffer, *info) for name, info in entries.items()}
     if METADATA_KEY not in metadata:
         return {name: _make_tensor(to_device(array, device)) for name, array in arrays.items()}
@@ -219,22 +233,88 @@ def _read(path):
     """The checked header -- metadata and name -> (dtype, shape, begin, end) -- and the
     byte buffer that follows it."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < 8:
-            raise _error(path, f"the file is {size} bytes long, too short to hold even the "
-                         "8-byte header length")
-        (n,) = struct.unpack("<Q", f.read(8))
-        if n > MAX_HEADER_BYTES:
-            raise _error(path, f"the header length {n} is over the {MAX_HEADER_BYTES}-byte "
-                         "limit (is this a safetensors file?)")
-        if 8 + n > size:
-            raise _error(path, f"the header claims to be {n} bytes long, but the file is only "
-                         f"{size} bytes")
-        metadata, entries = _parse_header(path, f.read(n), size - 8 - n)
+        size, n, metadata, entries = _read_header(path, f)
         buffer = bytearray(size - 8 - n)  # one read; the tensors are views into it
         if f.readinto(buffer) != len(buffer):
             raise _error(path, "the file became shorter while it was being read")
     return metadata, entries, buffer
+
+
+def _read_header(path, f):
+    """(file size, header length, metadata, checked entries) of the open file `f`."""
+    size = os.fstat(f.fileno()).st_size
+    if size < 8:
+        raise _error(path, f"the file is {size} bytes long, too short to hold even the "
+                     "8-byte header length")
+    (n,) = struct.unpack("<Q", f.read(8))
+    if n > MAX_HEADER_BYTES:
+        raise _error(path, f"the header length {n} is over the {MAX_HEADER_BYTES}-byte "
+                     "limit (is this a safetensors file?)")
+    if 8 + n > size:
+        raise _error(path, f"the header claims to be {n} bytes long, but the file is only "
+                     f"{size} bytes")
+    return (size, n) + _parse_header(path, f.read(n), size - 8 - n)
+
+
+class MappedFile:
+    """A safetensors file memory-mapped read-only, its header checked as `load` checks it.
+
+    `array(name)` is a read-only view (no bytes are read until used); `copy_into(name, out)`
+    copies a tensor into `out` in slabs of SLAB_BYTES and hands each slab's pages back to
+    the OS once copied (madvise MADV_DONTNEED), so copying a whole file into a model holds
+    at most one slab of the file in memory besides the model: memory-frugal loading.
+    """
+
+    SLAB_BYTES = 1 << 24
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as f:
+            _, n, self.metadata, self.entries = _read_header(self.path, f)
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self._start = 8 + n  # where the byte buffer begins in the file
+        self.buffer = memoryview(self._map)[self._start:]
+
+    def array(self, name):
+        if name not in self.entries:
+            raise KeyError(f"{self.path!r} holds no tensor {name!r}")
+        return _array(self.path, name, self.buffer, *self.entries[name])
+
+    def copy_into(self, name, out):
+        """out[...] = tensor `name`, with numpy's casting; `out` may be any strided view of
+        the tensor's shape (a transposed view copies with a transpose)."""
+        _, shape, begin, _ = self.entries[name]
+        if tuple(out.shape) != shape:
+            raise ValueError(f"{self.path!r}: tensor {name!r} has shape {list(shape)}, but "
+                             f"the destination has {list(out.shape)}")
+        if not shape or math.prod(shape) == 0:
+            out[...] = self.array(name)
+            return out
+        source = self.array(name)
+        row_bytes = max(1, source[0].nbytes)
+        step = max(1, self.SLAB_BYTES // row_bytes)
+        for i in range(0, shape[0], step):
+            out[i:i + step] = source[i:i + step]
+            self._release(begin + i * row_bytes, begin + min(i + step, shape[0]) * row_bytes)
+        return out
+
+    def _release(self, begin, end):
+        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):  # POSIX only
+            first = (self._start + begin) // mmap.PAGESIZE * mmap.PAGESIZE
+            self._map.madvise(mmap.MADV_DONTNEED, first, self._start + end - first)
+
+    def close(self):
+        """Unmap the file; views from `array` must be gone by then (mmap refuses else)."""
+        if self._map is not None:
+            self.buffer.release()
+            self._map.close()
+            self._map = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def _parse_header(path, raw, buffer_size):

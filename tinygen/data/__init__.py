@@ -1,5 +1,6 @@
 """Data: tokenizers, text corpora and batching (image datasets live beside them)."""
 
+from tinygen.data.gpt2_tokenizer import GPT2Tokenizer
 from tinygen.data.text import (
     default_corpus,
     encode_corpus,
@@ -16,6 +17,7 @@ from tinygen.data.tokenizers import (
 __all__ = [
     "BPETokenizer",
     "CharTokenizer",
+    "GPT2Tokenizer",
     "default_corpus",
     "encode_corpus",
     "get_batch",

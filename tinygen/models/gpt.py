@@ -159,6 +159,20 @@ class GPT(nn.Module):
                  if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         return super().load_state_dict(state, strict)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path, dropout=None):
+        """GPT-2 weights from a Hugging Face folder (config.json + model.safetensors, or
+        shards) or, with huggingface_hub installed, a model id ("gpt2"); see gpt2_hf."""
+        from tinygen.models import gpt2_hf
+
+        return gpt2_hf.from_pretrained(cls, name_or_path, dropout)
+
+    def save_pretrained(self, path):
+        """Write the Hugging Face layout that transformers' GPT2LMHeadModel loads."""
+        from tinygen.models import gpt2_hf
+
+        return gpt2_hf.save_pretrained(self, path)
+
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps=1e-8):
         """AdamW with weight decay on matrices only: biases and LayerNorm gains (1-D) are
         exempt, as in nanoGPT (tinygen.optim.groups). The tied embedding is a matrix and is
