@@ -67,7 +67,9 @@ class ZeroRedundancyOptimizer:
             self.shards += shards
             # a parameter too small to reach this rank's shard has nothing to update here
             inner_groups.append({**gr, "params": [s.view for s in shards if s.hi > s.lo]})
-        self.optim = optimizer_class(inner_groups, **defaults)
+        # the shards are plain views of the parameters' arrays (not Parameters), updated
+        # one by one: the inner optimizer keeps no flat buffer of its own
+        self.optim = optimizer_class(inner_groups, **{**defaults, "flat": False})
         self.param_groups = self.optim.param_groups  # set lr here, as on any optimizer
         self._reduced = False
         self.comm_seconds = 0.0  # time in reduce-scatter + all-gather, for benchmarks
