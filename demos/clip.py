@@ -38,7 +38,8 @@ import numpy as np
 
 import tinygen as tg
 from tinygen.checkpoint import save_checkpoint
-from tinygen.cli import at_least, between, check_fields, one_of, parse_config, require
+from tinygen.checks import at_least, between, check_fields, one_of, require
+from tinygen.cli import parse_config
 from tinygen.data.png import image_grid, write_png
 from tinygen.data.shapes import (
     COLOURS,

@@ -44,7 +44,8 @@ import tinygen as tg
 from tinygen import optim
 from tinygen.backend import to_numpy
 from tinygen.checkpoint import save_checkpoint
-from tinygen.cli import at_least, check_fields, parse_config, require
+from tinygen.checks import at_least, check_fields, require
+from tinygen.cli import parse_config
 from tinygen.data.loader import minibatch_steps
 from tinygen.data.png import image_grid, write_png
 from tinygen.data.shapes import (

@@ -35,7 +35,8 @@ import numpy as np
 
 import tinygen as tg
 from tinygen import optim
-from tinygen.cli import at_least, between, check_fields, config_parser, one_of, or_exit, require
+from tinygen.checks import at_least, between, check_fields, one_of, require
+from tinygen.cli import config_parser, or_exit
 from tinygen.data.images import iterate_minibatches, load_images, to_float
 from tinygen.data.png import BLACK, GREY, RED, image_grid, scatter_plot, write_png
 from tinygen.data.toys import grid_distribution, ring_distribution

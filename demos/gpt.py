@@ -41,7 +41,8 @@ import numpy as np
 import tinygen as tg
 import tinygen.distributed as dist
 from tinygen.checkpoint import load_checkpoint
-from tinygen.cli import at_least, between, check_fields, one_of, or_exit, parse_config, require
+from tinygen.checks import at_least, between, check_fields, one_of, require
+from tinygen.cli import or_exit, parse_config
 from tinygen.data import (
     BPETokenizer,
     CharTokenizer,

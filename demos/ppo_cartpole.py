@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import tinygen as tg
-from tinygen.cli import at_least, between, check_fields, parse_config, require
+from tinygen.checks import at_least, between, check_fields, require
+from tinygen.cli import parse_config
 from tinygen.report import save_curves, write_summary
 from tinygen.rl.cartpole import CartPole
 from tinygen.rl.ppo import (

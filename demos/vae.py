@@ -24,7 +24,8 @@ import numpy as np
 
 import tinygen as tg
 from tinygen import optim
-from tinygen.cli import at_least, check_fields, one_of, parse_config, require
+from tinygen.checks import at_least, check_fields, one_of, require
+from tinygen.cli import parse_config
 from tinygen.data.images import iterate_minibatches, load_images, to_float
 from tinygen.data.png import image_grid, write_png
 from tinygen.models.vae import VAEConfig, bernoulli_nll, build_vae, gaussian_kl

@@ -11,7 +11,8 @@ import pytest
 
 import tinygen as tg
 from tinygen import nn, optim
-from tinygen.cli import at_least, between, check_fields, one_of, parse_config, require
+from tinygen.checks import at_least, between, check_fields, one_of, require
+from tinygen.cli import parse_config
 from tinygen.data.images import iterate_minibatches
 from tinygen.data.loader import minibatch_steps
 from tinygen.data.png import read_png

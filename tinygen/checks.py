@@ -2,6 +2,8 @@
 config is made, before any work, with one message: "<field>=<value>: <what is allowed>".
 (A demo's command line turns the ValueError into one line on stderr.)"""
 
+import dataclasses
+
 
 def _fail(name, value, allowed):
     raise ValueError(f"{name}={value!r}: {allowed}")
@@ -44,3 +46,43 @@ def check_divisible(cfg, name, by):
     value, divisor = getattr(cfg, name), getattr(cfg, by)
     if value % divisor:
         _fail(name, value, f"must be divisible by {by}={divisor}")
+
+
+# ---- what a field allows (dataclass metadata, checked by check_fields)  ----------------------------------------------------------------------
+def one_of(default, *choices):
+    """A field whose value must be one of `default, *choices` (its flag lists them)."""
+    return dataclasses.field(default=default, metadata={"choices": [default, *choices]})
+
+
+def at_least(default, low):
+    """A field whose value must be >= low (None is allowed: "use the default")."""
+    return dataclasses.field(default=default, metadata={"min": low})
+
+
+def between(default, low, high):
+    """A field whose value must lie in [low, high]."""
+    return dataclasses.field(default=default, metadata={"min": low, "max": high})
+
+
+def check_fields(config):
+    """Raise ValueError("<field>=<value>: <what is allowed>") for the first field of the
+    dataclass `config` whose value its metadata does not allow."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        if value is None:
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise ValueError(f"{f.name}={value}: must be one of "
+                             + ", ".join(map(repr, meta["choices"])))
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None and high is not None and not low <= value <= high:
+            raise ValueError(f"{f.name}={value}: must lie in [{low}, {high}]")
+        if low is not None and not value >= low:  # `not >=` also catches NaN
+            raise ValueError(f"{f.name}={value}: must be >= {low}")
+
+
+def require(condition, field, value, allowed):
+    """For checks between fields: raise ValueError("<field>=<value>: <allowed>") unless
+    `condition`."""
+    if not condition:
+        raise ValueError(f"{field}={value}: {allowed}")

@@ -1,8 +1,9 @@
 """Command lines built from a config @dataclass: one flag per field, its default and type
 from the field (CleanRL's habit), so a demo's config and its flags never drift apart.
 
-A field says what values it allows in its metadata, and the config checks them in
-`__post_init__`, so a bad value fails when the config is made, before any work:
+A field says what values it allows in its metadata (tinygen/checks.py: one_of, at_least,
+between), and the config checks them in `__post_init__`, so a bad value fails when the
+config is made, before any work:
 
     @dataclass
     class TrainConfig:
@@ -22,46 +23,6 @@ import argparse
 import dataclasses
 import re
 import sys
-
-
-# ---- what a field allows ----------------------------------------------------------------------
-def one_of(default, *choices):
-    """A field whose value must be one of `default, *choices` (its flag lists them)."""
-    return dataclasses.field(default=default, metadata={"choices": [default, *choices]})
-
-
-def at_least(default, low):
-    """A field whose value must be >= low (None is allowed: "use the default")."""
-    return dataclasses.field(default=default, metadata={"min": low})
-
-
-def between(default, low, high):
-    """A field whose value must lie in [low, high]."""
-    return dataclasses.field(default=default, metadata={"min": low, "max": high})
-
-
-def check_fields(config):
-    """Raise ValueError("<field>=<value>: <what is allowed>") for the first field of the
-    dataclass `config` whose value its metadata does not allow."""
-    for f in dataclasses.fields(config):
-        value, meta = getattr(config, f.name), f.metadata
-        if value is None:
-            continue
-        if "choices" in meta and value not in meta["choices"]:
-            raise ValueError(f"{f.name}={value}: must be one of "
-                             + ", ".join(map(repr, meta["choices"])))
-        low, high = meta.get("min"), meta.get("max")
-        if low is not None and high is not None and not low <= value <= high:
-            raise ValueError(f"{f.name}={value}: must lie in [{low}, {high}]")
-        if low is not None and not value >= low:  # `not >=` also catches NaN
-            raise ValueError(f"{f.name}={value}: must be >= {low}")
-
-
-def require(condition, field, value, allowed):
-    """For checks between fields: raise ValueError("<field>=<value>: <allowed>") unless
-    `condition`."""
-    if not condition:
-        raise ValueError(f"{field}={value}: {allowed}")
 
 
 # ---- the command line --------------------------------------------------------------------------
