@@ -9,14 +9,16 @@ from harness import (
     check_device,
     check_float32,
     check_gradcheck,
+    check_torch,
     functions_in_graph,
 )
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from op_cases import CASES
 
 BY_NAME = {case.name: case for case in CASES}
 NAMES = list(BY_NAME)
+TORCH_NAMES = [case.name for case in CASES if case.torch is not None]
 PINNED = [pytest.param(case.name, i, id=f"{case.name}-pin{i}")
           for case in CASES for i in range(len(case.examples))]
 
@@ -32,7 +34,8 @@ def test_case_names_are_unique():
     assert len(BY_NAME) == len(CASES)
 
 
-@settings(max_examples=1)
+# one example, no shrinking: the coverage test builds each case once and runs no check
+@settings(max_examples=1, database=None, phases=[Phase.generate])
 @given(data=st.data())
 def test_every_function_has_a_case(data):
     covered = set()
@@ -91,3 +94,11 @@ def test_same_on_every_device(name, device, data):
 @given(data=st.data())
 def test_same_on_every_device_pinned(name, i, device, data):
     check_device(BY_NAME[name], pinned_env(name, i, data), device)
+
+
+# ---- (e) against PyTorch at float32, where the case gives its PyTorch twin ----------------
+@pytest.mark.parametrize("name", TORCH_NAMES)
+@given(data=st.data())
+def test_against_pytorch(name, data):
+    pytest.importorskip("torch")
+    check_torch(BY_NAME[name], Env(data.draw))
