@@ -1,5 +1,5 @@
 """The one test harness for tinygen's Functions: every Function of tinygen.ops enters the
-table `CASES` in tests/op_cases.py, and tests/test_functions.py checks every case four ways:
+table `CASES` in tests/op_cases.py, and tests/test_functions.py checks every case these ways:
 
   (a) gradcheck: its gradients against float64 central differences (tg.gradcheck), on
       hypothesis-drawn sizes and data, and on every pinned example;
@@ -7,7 +7,8 @@ table `CASES` in tests/op_cases.py, and tests/test_functions.py checks every cas
       way (`composed`: a chain of other ops; for a fused Function, the chain it replaces)
       and/or the NumPy formula of its output (`reference`), where the case gives one;
   (c) float32 in -> float32 out: output and gradients stay float32, close to float64;
-  (d) devices: the same answer on every device of the `device` fixture (tests/conftest.py);
+  (d) devices: the same answer as on the CPU on every other device of conftest's DEVICES
+      ("cuda": real CuPy, or the strict CuPy emulator where there is no GPU);
   (e) PyTorch, where the case gives `torch` and torch is installed: float32 forward values,
       dtype and gradients equal PyTorch's at its float32 tolerances.
 
