@@ -1,5 +1,5 @@
 """The one test harness for tinygen's Functions: every Function of tinygen.ops enters the
-table `CASES` in tests/op_cases.py, and tests/test_functions.py checks every case four ways:
+table `CASES` in tests/op_cases.py, and tests/test_functions.py checks every case these ways:
 
   (a) gradcheck: its gradients against float64 central differences (tg.gradcheck), on
       hypothesis-drawn sizes and data, and on every pinned example;
@@ -7,7 +7,10 @@ table `CASES` in tests/op_cases.py, and tests/test_functions.py checks every cas
       way (`composed`: a chain of other ops; for a fused Function, the chain it replaces)
       and/or the NumPy formula of its output (`reference`), where the case gives one;
   (c) float32 in -> float32 out: output and gradients stay float32, close to float64;
-  (d) devices: the same answer on every device of the `device` fixture (tests/conftest.py).
+  (d) devices: the same answer as on the CPU on every other device of conftest's DEVICES
+      ("cuda": real CuPy, or the strict CuPy emulator where there is no GPU);
+  (e) PyTorch, where the case gives `torch` and torch is installed: float32 forward values,
+      dtype and gradients equal PyTorch's at its float32 tolerances.
 
 and `test_every_function_has_a_case` fails when a Function subclass in tinygen.ops
 (found recursively, so subclasses of subclasses count) appears in no case's graph.
@@ -30,6 +33,13 @@ fix it: `Case(..., examples=[{"axes": (1, 2, 0)}])` always runs that example, th
 draws left to hypothesis (the table's @example: 15 random draws per test in the ci
 profile do not reliably reach the hard cases). Nothing else is
 needed: the coverage test finds the new Function in the case's graph by itself.
+
+A case of the tensor API (#12, tests/op_cases_tensor.py) draws its inputs whole, as a list
+of float64 arrays from a hypothesis strategy: `env.leaves(strategy)` makes them leaves on the
+env's dtype and device (and replays them like any other draw). Such a case usually gives
+`torch`, the same maths in PyTorch, torch(*torch_leaves) -> torch.Tensor: (e) then checks,
+when torch is installed, the forward values, the dtype and the gradients against PyTorch at
+float32 (PyTorch's own float32 tolerances). Any case may give `torch`.
 
 Constants' float dtype follows env.dtype (float64, or float32 in check (c)); a case whose
 float32 answer is not comparable to its float64 one (a random mask drawn per dtype) sets
@@ -55,6 +65,7 @@ class Case:
     examples:  pinned draws, each a dict {draw name: value}, always checked
     rtol, atol: gradcheck tolerances (float64 central differences)
     float32_vs_composed: compare float32 with the float32 composition, not with float64
+    torch:     the same maths in PyTorch, torch(*torch_leaves) -> torch.Tensor, for check (e)
     """
 
     name: str
@@ -64,6 +75,7 @@ class Case:
     rtol: float = 1e-4
     atol: float = 1e-5
     float32_vs_composed: bool = False
+    torch: Callable | None = None
 
 
 class Env:
@@ -105,6 +117,11 @@ class Env:
         data = self.normal(shape, scale, min_abs)
         data = np.abs(data) if positive else data
         return tg.tensor(data.astype(self.dtype), device=self.device, requires_grad=True)
+
+    def leaves(self, strategy, name="inputs"):
+        """Leaves (on this env's dtype and device) from a strategy drawing float64 arrays."""
+        return [tg.tensor(np.asarray(a, np.float64).astype(self.dtype), device=self.device,
+                          requires_grad=True) for a in self.draw(strategy, name)]
 
     def ints(self, lo, hi, shape):
         return self.rng().integers(lo, hi, size=shape)
@@ -187,6 +204,27 @@ def check_device(case, env, device):
     np.testing.assert_allclose(out.numpy(), want.numpy(), rtol=1e-9, atol=1e-12)
     for g, want_g in zip(grads, want_grads):
         np.testing.assert_allclose(g, want_g, rtol=1e-9, atol=1e-12)
+
+
+def check_torch(case, env64):
+    """(e): float32 in, the same values (PyTorch's float32 tolerances), dtype and gradients."""
+    import torch
+
+    case.build(env64)  # draws the case; its float32 replay is what both libraries get
+    leaves, fn, _ = case.build(replay(env64, dtype=np.float32))
+    theirs = [torch.tensor(t.numpy(), requires_grad=True) for t in leaves]
+    out, grads = run(fn, leaves)
+    ref = case.torch(*theirs)
+    assert out.shape == tuple(ref.shape), f"{case.name}: shape {out.shape} != {ref.shape}"
+    assert out.dtype == np.float32, f"{case.name} returned {out.dtype}"
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1.3e-5, atol=1e-5)
+    if not ref.requires_grad:
+        return
+    w = np.random.default_rng(0).standard_normal(out.shape).astype(np.float32)  # as `run`
+    (ref * torch.tensor(w)).sum().backward()
+    for g, t in zip(grads, theirs):
+        want = np.zeros(t.shape, np.float32) if t.grad is None else t.grad.numpy()
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4)
 
 
 # ---- coverage ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 from harness import Case
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from op_cases_tensor import TENSOR_CASES
 
 import tinygen as tg
 import tinygen.nn.functional as F
@@ -524,4 +525,6 @@ CASES = [
     Case("conv2d", partial(conv_case, transposed=False), rtol=1e-5, examples=CONV_EXAMPLES),
     Case("conv_transpose2d", partial(conv_case, transposed=True), rtol=1e-5,
          examples=CONV_T_EXAMPLES),
+    # the tensor API of #12 (tests/op_cases_tensor.py: inputs drawn whole, PyTorch twins)
+    *TENSOR_CASES,
 ]

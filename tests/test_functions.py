@@ -2,6 +2,7 @@
 checks and how to add a case; the table is tests/op_cases.py)."""
 
 import pytest
+from conftest import DEVICES
 from harness import (
     Env,
     all_functions,
@@ -9,14 +10,16 @@ from harness import (
     check_device,
     check_float32,
     check_gradcheck,
+    check_torch,
     functions_in_graph,
 )
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from op_cases import CASES
 
 BY_NAME = {case.name: case for case in CASES}
 NAMES = list(BY_NAME)
+TORCH_NAMES = [case.name for case in CASES if case.torch is not None]
 PINNED = [pytest.param(case.name, i, id=f"{case.name}-pin{i}")
           for case in CASES for i in range(len(case.examples))]
 
@@ -32,7 +35,8 @@ def test_case_names_are_unique():
     assert len(BY_NAME) == len(CASES)
 
 
-@settings(max_examples=1)
+# one example, no shrinking: the coverage test builds each case once and runs no check
+@settings(max_examples=1, database=None, phases=[Phase.generate])
 @given(data=st.data())
 def test_every_function_has_a_case(data):
     covered = set()
@@ -79,6 +83,11 @@ def test_float32_in_float32_out(name, data):
 
 
 # ---- (d) every device gives the same answer -------------------------------------------------
+# the answer on the CPU is the reference, so (d) runs on the other devices only
+OTHER_DEVICES = [d for d in DEVICES if d != "cpu"]
+
+
+@pytest.mark.parametrize("device", OTHER_DEVICES)
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=5)
 @given(data=st.data())
@@ -86,8 +95,17 @@ def test_same_on_every_device(name, device, data):
     check_device(BY_NAME[name], Env(data.draw), device)
 
 
+@pytest.mark.parametrize("device", OTHER_DEVICES)
 @pytest.mark.parametrize("name, i", PINNED)
 @pinned
 @given(data=st.data())
 def test_same_on_every_device_pinned(name, i, device, data):
     check_device(BY_NAME[name], pinned_env(name, i, data), device)
+
+
+# ---- (e) against PyTorch at float32, where the case gives its PyTorch twin ----------------
+@pytest.mark.parametrize("name", TORCH_NAMES)
+@given(data=st.data())
+def test_against_pytorch(name, data):
+    pytest.importorskip("torch")
+    check_torch(BY_NAME[name], Env(data.draw))

@@ -1,5 +1,5 @@
-"""Ops of issue #12 that are not differentiable or that the table in
-test_tensor_ops_table.py does not cover: indices of sort/topk/argmax, scatter and
+"""Ops of issue #12 that are not differentiable or that the op harness's cases
+(tests/op_cases_tensor.py) do not cover: indices of sort/topk/argmax, scatter and
 scatter_add, integer and logical ops, value tests, creation, one_hot, einsum errors.
 Each against PyTorch where torch is installed, else against written-out values."""
 
@@ -41,11 +41,13 @@ def test_scatter_and_scatter_add_match_pytorch(device):
     x = np.zeros((3, 5), np.float32)
     src = np.arange(1, 16, dtype=np.float32).reshape(3, 5)
     index = np.array([[0, 1, 2, 0, 4], [2, 0, 0, 1, 3]])
-    ours = tg.tensor(x, device=device).scatter_add(1, tg.tensor(index), tg.tensor(src))
+    ours = tg.tensor(x, device=device).scatter_add(1, tg.tensor(index),
+                                                      tg.tensor(src, device=device))
     np.testing.assert_array_equal(ours.numpy(), t.tensor(x).scatter_add(
         1, t.tensor(index), t.tensor(src)).numpy())
     uniq = np.array([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
-    ours = tg.tensor(x, device=device).scatter(1, tg.tensor(uniq), tg.tensor(src))
+    ours = tg.tensor(x, device=device).scatter(1, tg.tensor(uniq),
+                                                  tg.tensor(src, device=device))
     np.testing.assert_array_equal(ours.numpy(), t.tensor(x).scatter(
         1, t.tensor(uniq), t.tensor(src)).numpy())
 

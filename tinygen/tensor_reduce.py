@@ -144,12 +144,20 @@ class ReductionMethods:
         if self.ndim == 0:
             return self * 1, self._make(xp.zeros((), dtype=np.int64), None)
         axis = self._axis(dim, op)
-        d = key(self.data)
-        best = xp.maximum.accumulate(d, axis=axis)
-        shape = [1] * self.ndim
-        shape[axis] = -1
-        pos = xp.arange(self.shape[axis]).reshape(shape)
-        indices = xp.maximum.accumulate(xp.where(d >= best, pos, 0), axis=axis)
+        # a Hillis-Steele scan of (value, position) pairs, log2(n) steps of one comparison
+        # each; the later entry wins ties (PyTorch's latest position). CuPy has no
+        # maximum.accumulate, so this one path serves NumPy and CuPy.
+        best = xp.moveaxis(key(self.data), axis, -1).copy()
+        n = best.shape[-1]
+        indices = xp.broadcast_to(xp.arange(n), best.shape).copy()
+        step = 1
+        while step < n:
+            later = best[..., step:] >= best[..., :-step]
+            new_best = xp.where(later, best[..., step:], best[..., :-step])
+            new_indices = xp.where(later, indices[..., step:], indices[..., :-step])
+            best[..., step:], indices[..., step:] = new_best, new_indices
+            step *= 2
+        indices = xp.moveaxis(indices, -1, axis)
         indices = self._make(indices.astype(np.int64), None)
         return self.gather(axis, indices), indices
 

@@ -299,8 +299,8 @@ class ShapeMethods:
 
     def masked_select(self, mask):
         """The entries where `mask` (broadcast to self) is True, as a 1-D tensor."""
-        mask = _to_index(mask)
-        return self[get_array_module(self.data).broadcast_to(mask, self.shape)]
+        xp = get_array_module(self.data)
+        return self[xp.broadcast_to(xp.asarray(_to_index(mask)), self.shape)]
 
     def masked_fill(self, mask, value):
         """Entries where `mask` is True become `value` (and get no gradient)."""

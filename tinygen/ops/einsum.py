@@ -47,7 +47,6 @@ class Einsum(Function):
 
     def backward(self, grad):
         xp = get_array_module(grad)
-        sizes = {c: n for x, t in zip(self.xs, self.terms) for c, n in zip(t, x.shape)}
         grads = []
         for i, (x, term) in enumerate(zip(self.xs, self.terms)):
             if not self.needs_input_grad[i]:
@@ -58,6 +57,12 @@ class Einsum(Function):
             target = "".join(c for c in term if c in seen)  # indices only x has: broadcast
             eq = ",".join([self.out] + [t for _, t in others]) + "->" + target
             g = xp.einsum(eq, grad, *(y for y, _ in others))
-            shape = [sizes[c] if c in seen else 1 for c in term]
+            # an index of size 1 in x that broadcast against a longer one: sum it back (an
+            # index that is 1 in g but longer in x broadcasts up, below)
+            own = [x.shape[term.index(c)] for c in target]
+            summed = tuple(k for k, n in enumerate(own) if n == 1 and g.shape[k] != 1)
+            g = g.sum(axis=summed, keepdims=True) if summed else g
+            sizes = dict(zip(target, g.shape))
+            shape = [sizes.get(c, 1) for c in term]
             grads.append(xp.broadcast_to(g.reshape(shape), x.shape))
         return tuple(grads)

@@ -274,18 +274,27 @@ class Sign(Floor):
 
 
 class Erf(Function):
-    """erf(x) = 2/√π ∫₀ˣ e^(−t²) dt. NumPy has no erf, so the forward is Abramowitz & Stegun
-    7.1.26 (absolute error < 1.5e-7: float32's rounding, not float64's); the derivative
-    2/√π e^(−x²) is exact."""
+    """erf(x) = 2/√π ∫₀ˣ e^(−t²) dt to float64 accuracy (|error| < 1e-14, so gradcheck's
+    central differences match the exact derivative 2/√π e^(−x²)). NumPy and CuPy's core
+    have no erf: for |x| < 2.5 the Maclaurin series (Abramowitz & Stegun 7.1.5), beyond it
+    1 − erfc(x) with erfc's continued fraction (A&S 7.1.14), each a fixed 50 terms."""
 
     def forward(self, x):
         xp = get_array_module(x)
         self.x = x
-        a = abs(x)
-        t = 1 / (1 + 0.3275911 * a)
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (
-            -1.453152027 + t * 1.061405429))))
-        return (xp.sign(x) * (1 - poly * xp.exp(-a * a))).astype(x.dtype, copy=False)
+        a = abs(x).astype(np.float64)
+        small = xp.minimum(a, 2.5)  # 2/√π Σ (−1)ⁿ x^(2n+1) / (n! (2n+1))
+        sq, term, total = small * small, small, small
+        for n in range(1, 50):
+            term = term * -sq / n
+            total = total + term / (2 * n + 1)
+        big = xp.maximum(a, 2.5)    # erfc(x) = e^(−x²) / (√π (x + (1/2)/(x + 1/(x + ...))))
+        fraction = big
+        for k in range(50, 0, -1):
+            fraction = big + (k / 2) / fraction
+        tail = 1 - xp.exp(-big * big) / (1.7724538509055159 * fraction)
+        out = xp.sign(x) * xp.where(a < 2.5, 1.1283791670955126 * total, tail)
+        return out.astype(x.dtype, copy=False)
 
     def backward(self, grad):
         xp = get_array_module(grad)
