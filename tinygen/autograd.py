@@ -9,7 +9,7 @@ and un-broadcasts every gradient to the shape of the input it belongs to.
 
 import contextlib
 
-from tinygen.backend import device_of
+from tinygen.backend import device_of, get_array_module
 
 
 class _GradMode:
@@ -98,6 +98,19 @@ class Function:
         self.inputs, self.freed = inputs, True
 
 
+class HookHandle:
+    """What Tensor.register_post_accumulate_grad_hook returns: remove() takes the hook out."""
+
+    __slots__ = ("hook", "hooks")
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
 def _not_a_tensor(cls, inputs):
     """The error for Function.apply given an array, number or list where a Tensor belongs."""
     from tinygen.tensor import Tensor
@@ -151,9 +164,32 @@ def _topological_order(root):
     return reversed(order)
 
 
+def _accumulate_leaf(t, g, shared):
+    """Add g into t.grad. A parameter of an optimizer's flat buffer (optim/flat.py) gets it
+    written straight into its segment of the flat gradient: one launch (a copy, or an
+    in-place add when .grad already holds this run's sum), no temporary. Otherwise .grad
+    owns its memory: a view or an array shared with another leaf is copied first."""
+    from tinygen.tensor import Tensor
+
+    view = getattr(t, "_grad_view", None)  # set by flat.py on Parameters only
+    if view is not None and t.data is t._data_view and view.shape == g.shape \
+            and view.dtype == g.dtype:
+        old = t.grad
+        if old is None:
+            view[...] = g
+        elif old.data is view:
+            view += g
+        else:
+            get_array_module(view).add(old.data, g, out=view)
+        t.grad = Tensor._make(view, None)  # Parameter._set_grad sees the view: no copy
+        return
+    if shared:
+        g = g.copy()  # a view or shared array: .grad must own its memory
+    t.grad = Tensor._make(g, None) if t.grad is None else Tensor._make(t.grad.data + g, None)
+
+
 def backward(root, grad, retain_graph=False):
     """Propagate `grad` (an array shaped like root) to every leaf that requires grad."""
-    from tinygen.tensor import Tensor
 
     grads = {id(root): grad}
     stored = set()  # arrays already given to a leaf: never alias two leaves' .grad
@@ -162,13 +198,14 @@ def backward(root, grad, retain_graph=False):
         if g is None:
             continue
         if t._ctx is None or t._retain_grad:
-            if g.base is not None or id(g) in stored or g is grad:
-                g = g.copy()  # a view or shared array: .grad must own its memory
+            _accumulate_leaf(t, g, g.base is not None or id(g) in stored or g is grad)
             stored.add(id(g))
-            t.grad = Tensor._make(g, None) if t.grad is None else Tensor._make(
-                t.grad.data + g, None)
         fn = t._ctx
         if fn is None:
+            hooks = getattr(t, "_post_accumulate_grad_hooks", None)  # a slot, usually unset
+            if hooks:
+                for hook in hooks:  # t.grad is final for this backward
+                    hook(t)
             continue
         if fn.freed:
             raise RuntimeError(
