@@ -434,3 +434,16 @@ def test_parameter_in_two_groups_is_an_error():
     p = nn.Parameter(np.zeros(2))
     with pytest.raises(ValueError):
         optim.SGD([{"params": [p]}, {"params": [p], "lr": 0.5}], lr=0.1)
+
+
+def test_optimizers_take_plain_leaf_tensors():
+    """A plain tensor (not an nn.Parameter) stays out of the flat buffers and still trains."""
+    for cls in (optim.SGD, optim.Adam, optim.AdamW):
+        w = tg.tensor([1.0, 2.0], requires_grad=True)
+        lin = nn.Linear(2, 1)
+        opt = cls([w, *lin.parameters()], lr=0.1)
+        before = w.numpy().copy()
+        lin(w * w).sum().backward()
+        opt.step()
+        assert not np.allclose(w.numpy(), before), cls.__name__
+        assert w.data.base is None or w.data.base is not opt.flat_buffers[0].data

@@ -77,12 +77,15 @@ class FlatParameters:
 
 
 def build_flat_buffers(param_groups):
-    """One FlatParameters per (group, device, dtype), in group order."""
+    """One FlatParameters per (group, device, dtype), in group order. Only nn.Parameters
+    join one (a plain leaf tensor, or ZeRO-1's shard views of a parameter, must keep its own
+    memory); the optimizers' per-parameter loop updates the others."""
     buffers = []
     for gi, group in enumerate(param_groups):
         by_kind = {}
         for p in group["params"]:
-            by_kind.setdefault((p.device, p.dtype), []).append(p)
+            if hasattr(p, "_attach_flat"):
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
         for params in by_kind.values():
             buf = FlatParameters(params)
             buf.group = gi
