@@ -121,6 +121,7 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
         if hooks is None:
             hooks = self._post_accumulate_grad_hooks = []
         hooks.append(hook)
+        HookHandle.registered = True
         return HookHandle(hooks, hook)
 
     def backward(self, grad=None, retain_graph=False):
