@@ -98,6 +98,42 @@ def conv_steps(device):
     return {"DCGAN": dcgan, "conv VAE": vae_step, "CLIP": clip_step}
 
 
+def ppo_phases(device, num_envs=4, num_steps=128):
+    """demos/ppo_cartpole.py's two phases on `device`: a rollout of num_steps steps of
+    num_envs CartPoles (the envs step on the host, so each step reads its actions back),
+    then one PPO update (4 epochs x 4 minibatches, CleanRL's settings)."""
+    import tinygen as tg
+    from tinygen.rl.cartpole import CartPole
+    from tinygen.rl.ppo import (
+        Agent,
+        PPOConfig,
+        RolloutStorage,
+        collect_rollout,
+        compute_gae,
+        ppo_update,
+    )
+
+    tg.manual_seed(1)
+    agent = Agent(CartPole.obs_dim, CartPole.num_actions, device=device)
+    optimizer = tg.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5)
+    envs = CartPole(num_envs, seed=1)
+    storage = RolloutStorage(num_steps, num_envs, CartPole.obs_dim)
+    state = {"obs": envs.reset(), "done": np.zeros(num_envs, np.float32)}
+    cfg = PPOConfig()
+
+    def rollout():
+        state["obs"], state["done"] = collect_rollout(agent, envs, storage, state["obs"],
+                                                      state["done"])[:2]
+
+    def update():
+        with tg.no_grad():
+            next_value = agent.get_value(tg.tensor(state["obs"], device=device)).numpy()
+        adv, ret = compute_gae(storage.rewards, storage.values, storage.dones, next_value,
+                               state["done"], 0.99, 0.95)  # the demo's gamma, lambda
+        ppo_update(agent, optimizer, storage.batch(adv, ret), cfg)
+    return {"PPO rollout (128 steps x 4 envs)": rollout, "PPO update (16 minibatches)": update}
+
+
 def emulated_counts():
     """Launches / syncs / uploads of one training step per model, on the CuPy emulator."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -111,6 +147,7 @@ def emulated_counts():
         steps[f"GPT {name}"] = gpt_step({**CONFIGS[name], "batch": 2, "block_size": 16},
                                         "cuda")[1]
     steps.update(conv_steps("cuda"))
+    steps.update(ppo_phases("cuda"))
     for name, step in steps.items():
         step()                       # the first step builds optimizer state
         cupy_emulator.COUNTS.reset()

@@ -184,9 +184,10 @@ vqvae = VQVAE(vq_config)
 vqvae.to(cfg.device)
 vq_opt = optim.Adam(vqvae.parameters(), lr=cfg.vq_lr)
 quantizer = vqvae.quantizer
-vq_losses = []  # for loss.png
+vq_losses, pending = [], []  # for loss.png; pending: device losses not read yet
+train_images = tg.tensor(train.images, device=cfg.device)  # uploaded once, batches gathered
 for it, idx in minibatch_steps(cfg.n_train, cfg.vq_batch, cfg.vq_iters, batch_rng):
-    images = tg.tensor(train.images[idx], device=cfg.device)
+    images = train_images[idx]
     if it == 0:  # k-means on the first batch's encoder outputs: every code starts on data
         with tg.no_grad():
             z_e = vqvae.encode(images)
@@ -197,7 +198,7 @@ for it, idx in minibatch_steps(cfg.n_train, cfg.vq_batch, cfg.vq_iters, batch_rn
     vq_opt.zero_grad()
     loss.backward()
     vq_opt.step()
-    vq_losses.append(loss.item())
+    pending.append(loss.detach())
     restarted = 0
     # restarts stop for the last fifth of training, so the final codes get to settle
     if (it + 1) % cfg.restart_every == 0 and it < 0.8 * cfg.vq_iters:
@@ -207,6 +208,8 @@ for it, idx in minibatch_steps(cfg.n_train, cfg.vq_batch, cfg.vq_iters, batch_rn
             z_e.permute(0, 2, 3, 1).reshape(-1, cfg.code_dim).data,
             seed=int(batch_rng.integers(2**32)))
     if it % cfg.log_interval == 0 or it == cfg.vq_iters - 1 or restarted:
+        vq_losses += tg.stack(pending).numpy().tolist()  # one host sync per log line
+        pending = []
         print(f"vq-vae iter {it}: loss {vq_losses[-1]:.5f}"
               + (f", restarted {restarted} dead codes" if restarted else ""))
 vqvae.eval()
@@ -234,20 +237,24 @@ prior.to(cfg.device)
 prior_opt = prior.gpt.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (0.9, 0.95))
 print(f"prior: {prior.num_parameters() / 1e6:.2f}M parameters, sequences of "
       f"{prior_config.text_len} + {prior_config.image_tokens} tokens")
-prior_losses = []
+prior_losses, pending = [], []
+train_text_on_device = tg.tensor(train_text, device=cfg.device)  # uploaded once
 for it, idx in minibatch_steps(cfg.n_train, cfg.prior_batch, cfg.prior_iters, batch_rng):
     prior_opt.set_lr(lr_at(it, cfg.prior_iters, cfg.learning_rate))
-    loss = prior(train_text[idx], train_tokens[idx])
+    loss = prior(train_text_on_device[idx], train_tokens[idx])
     prior_opt.zero_grad()
     loss.backward()
     if cfg.grad_clip:
         clip_grad_norm_(prior.parameters(), cfg.grad_clip)
     prior_opt.step()
-    loss_value = loss.item()
-    prior_losses.append(loss_value)
-    if not math.isfinite(loss_value):
-        raise FloatingPointError(f"the prior's loss became {loss_value} at step {it}")
+    pending.append(loss.detach())
     if it % cfg.log_interval == 0 or it == cfg.prior_iters - 1:
+        values = tg.stack(pending).numpy().tolist()  # one host sync per log line
+        pending = []
+        prior_losses += values
+        loss_value = values[-1]
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(f"the prior's loss became {loss_value} by step {it}")
         print(f"prior iter {it}: loss {loss_value:.4f} nats per image token")
 seconds["prior"] = time.time() - t0
 save_checkpoint(os.path.join(cfg.out_dir, "prior.safetensors"), prior, prior_opt,

@@ -49,7 +49,6 @@ from tinygen.data import (
     GPT2Tokenizer,
     default_corpus,
     encode_corpus,
-    get_batch,
     read_text,
     tokenizer_from_state_dict,
     train_val_split,
@@ -228,10 +227,25 @@ def main(argv=None, build_model=build_model):
           f"({kind}, vocab {tokenizer.vocab_size}); train {len(train_ids):,}, "
           f"val {len(val_ids):,}")
 
+    # the token ids go to the device once; a batch is B window starts drawn on the host (the
+    # draws of data.get_batch, so runs and resumes match it) and gathered on the device
+    device_ids = {"train": tg.tensor(train_ids, device=cfg.device).data,
+                  "val": tg.tensor(val_ids, device=cfg.device).data}
+    offsets = tg.arange(cfg.block_size + 1, device=cfg.device).data[None, :]   # [1, T + 1]
+    for split, data in device_ids.items():
+        if len(data) < cfg.block_size + 1:
+            raise SystemExit(f"demos/gpt.py: the {split} split has {len(data)} tokens, fewer "
+                             f"than block_size + 1 = {cfg.block_size + 1}: use a longer text "
+                             "or a smaller --block_size")
+
     def batch(split):
-        x, y = get_batch(train_ids if split == "train" else val_ids, cfg.batch_size,
-                         cfg.block_size, batch_rng)
-        return tg.tensor(x, device=cfg.device), tg.tensor(y, device=cfg.device)
+        data = device_ids[split]
+        starts = batch_rng.integers(0, len(data) - cfg.block_size, size=cfg.batch_size)
+        starts = tg.tensor(starts, device=cfg.device).data[:, None]              # [B, 1]
+        windows = data[starts + offsets]                                          # [B, T + 1]
+        xp = tg.backend.get_array_module(windows)
+        return (tg.Tensor(xp.ascontiguousarray(windows[:, :-1])),
+                tg.Tensor(xp.ascontiguousarray(windows[:, 1:])))
 
     # ---- model and optimizer -----------------------------------------------------------------
     if cfg.init_from:
@@ -262,9 +276,9 @@ def main(argv=None, build_model=build_model):
         out = {}
         with model.evaluating():
             for split in ("train", "val"):
-                mean = np.array([np.mean([
-                    model(*(dist.local_batch(b) for b in batch(split)))[1].item()
-                    for _ in range(cfg.eval_iters)])])
+                total = sum(model(*(dist.local_batch(b) for b in batch(split)))[1]
+                            for _ in range(cfg.eval_iters))            # on the device
+                mean = np.array([total.item() / cfg.eval_iters])  # one sync per split
                 out[split] = float(dist.all_reduce(mean, dist.ReduceOp.AVG)[0])
         return out
 
@@ -288,6 +302,8 @@ def main(argv=None, build_model=build_model):
     losses = {}
     train_time, trained = 0.0, 0
     curves = {"train": ([], []), "val": ([], [])}  # (steps, losses) for loss.png
+    pending = []     # (step, loss as a 0-d device tensor) since the last read: no sync per step
+    t_stretch = None  # when the current stretch of timed steps began (it ends with a read)
     for it in range(start_iter, cfg.max_iters + 1):
         lr = warmup_cosine(it, cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.max_iters)
         optimizer.set_lr(lr)
@@ -301,16 +317,17 @@ def main(argv=None, build_model=build_model):
                 checkpoint(it, best_val)
         if it == cfg.max_iters:
             break
-        t0 = time.time()
+        if t_stretch is None:
+            t_stretch = time.time()
         x, y = batch("train")  # the global batch, drawn identically on every rank
         optimizer.zero_grad()
-        loss_value = np.zeros(1)
+        micro_losses = []
         for micro in range(cfg.grad_accum):  # all but the last micro-batch only add gradients
             with ddp.no_sync() if micro < cfg.grad_accum - 1 else contextlib.nullcontext():
                 _, loss = ddp(dist.local_batch(x, micro, cfg.grad_accum),
                               dist.local_batch(y, micro, cfg.grad_accum))
                 (loss / cfg.grad_accum).backward()
-                loss_value += loss.item() / cfg.grad_accum  # waits for the GPU: honest timing
+                micro_losses.append(loss.detach())  # 0-d, stays on the device
                 if not cfg.zero1:
                     ddp.sync_gradients()  # mean over ranks (ZeRO-1's step reduce-scatters)
         if cfg.grad_clip:
@@ -319,16 +336,28 @@ def main(argv=None, build_model=build_model):
             else:
                 clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        loss_value = float(dist.all_reduce(loss_value, dist.ReduceOp.AVG)[0])
-        train_time += time.time() - t0
+        pending.append((it, micro_losses))
         trained += 1
-        curves["train"][0].append(it)
-        curves["train"][1].append(loss_value)
-        if not math.isfinite(loss_value):
+        log = it % cfg.log_interval == 0
+        if not (log or it + 1 == cfg.max_iters or (it + 1) % cfg.eval_interval == 0):
+            continue
+        # a read: the pending losses in one device-to-host copy (which waits for the GPU, so
+        # the stretch's time is honest), then their mean over ranks in one all-reduce
+        values = tg.stack([v for _, vs in pending for v in vs]).numpy().astype(np.float64)
+        values = values.reshape(len(pending), cfg.grad_accum).mean(axis=1)  # per step
+        values = dist.all_reduce(values, dist.ReduceOp.AVG)
+        train_time += time.time() - t_stretch
+        t_stretch = None
+        curves["train"][0].extend(step for step, _ in pending)
+        curves["train"][1].extend(values.tolist())
+        pending = []
+        loss_value = float(values[-1])
+        if not np.isfinite(values).all():
+            bad = curves["train"][0][-len(values) + int(np.argmin(np.isfinite(values)))]
             raise FloatingPointError(
-                f"the training loss became {loss_value} at step {it}; stopping. The last good "
-                f"checkpoint is {ckpt_path} (if one was written)")
-        if it % cfg.log_interval == 0:
+                f"the training loss became {loss_value} (first at step {bad}); stopping. The "
+                f"last good checkpoint is {ckpt_path} (if one was written)")
+        if log:
             tok_s = trained * tokens_per_iter / max(train_time, 1e-9)
             left = (cfg.max_iters - it) * train_time / trained
             print(f"iter {it}: loss {loss_value:.4f}, lr {lr:.2e}, {tok_s:,.0f} tokens/s, "

@@ -179,9 +179,9 @@ for it in range(args.sft_iters + 1):
     loss.backward()
     clip_grad_norm_(sft.parameters(), 1.0)
     optimizer.step()
-    curves["SFT loss"].append(loss.item())
+    curves["SFT loss"].append(loss.detach())  # read at log lines and at the end
     if it % max(args.sft_iters // 5, 1) == 0:
-        print(f"sft iter {it:5d}: loss {curves['SFT loss'][-1]:.4f}")
+        print(f"sft iter {it:5d}: loss {curves['SFT loss'][-1].item():.4f}")
 log_stage("sft", t0)
 
 # ---- 2. preference pairs labelled by the hidden rule ----------------------------------------
@@ -239,9 +239,9 @@ for it in range(args.rm_iters + 1):
     loss.backward()
     clip_grad_norm_(reward_model.parameters(), 1.0)
     rm_optimizer.step()
-    curves["reward model loss"].append(loss.item())
+    curves["reward model loss"].append(loss.detach())  # read at log lines and at the end
     if it % max(args.rm_iters // 4, 1) == 0:
-        print(f"rm iter {it:5d}: loss {curves['reward model loss'][-1]:.4f}, held-out accuracy "
+        print(f"rm iter {it:5d}: loss {curves['reward model loss'][-1].item():.4f}, held-out accuracy "
               f"{rm_accuracy(pairs_holdout):.3f}")
 rm_acc = rm_accuracy(pairs_holdout)
 # normalise the reward to mean 0, std 1 on the SFT policy's samples (Ziegler et al.)
@@ -303,9 +303,9 @@ for it in range(args.dpo_iters + 1):
     loss.backward()
     clip_grad_norm_(dpo_policy.parameters(), 1.0)
     dpo_optimizer.step()
-    curves["DPO loss"].append(loss.item())
+    curves["DPO loss"].append(loss.detach())  # read at log lines and at the end
     if it % max(args.dpo_iters // 5, 1) == 0:
-        print(f"dpo iter {it:5d}: loss {curves['DPO loss'][-1]:.4f}, reward margin "
+        print(f"dpo iter {it:5d}: loss {curves['DPO loss'][-1].item():.4f}, reward margin "
               f"{(chosen_rewards - rejected_rewards).mean():+.3f}, held-out pair accuracy "
               f"{implicit_reward_accuracy(dpo_policy, pairs_holdout, P):.3f}")
 dpo_acc = implicit_reward_accuracy(dpo_policy, pairs_holdout, P)
@@ -379,6 +379,8 @@ summary = {
     "seconds": round(time.time() - t_start, 1),
     "seed": args.seed, "params": sft.num_parameters(), "device": args.device,
 }
+curves = {k: (tg.stack(v).numpy().tolist() if v and isinstance(v[0], tg.Tensor) else v)
+          for k, v in curves.items()}  # one transfer per curve
 save_curves(os.path.join(args.out_dir, "loss.png"), curves, xlabel="step of each stage",
             title="RLHF: the training loss of each stage")
 write_summary(args.out_dir, summary)

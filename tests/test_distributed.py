@@ -46,7 +46,7 @@ def _train(tmp_path, name, n, *args):
 
 def _assert_same_run(a, b, losses=slice(None)):
     np.testing.assert_allclose(a["losses"][losses], b["losses"], rtol=1e-5, atol=1e-6)
-    names = [k for k in a if k not in ("losses", "state_bytes")]
+    names = [k for k in a if k not in ("losses", "state_bytes", "overlapped")]
     assert len(names) > 10
     for k in names:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=2e-5, err_msg=k)
@@ -95,6 +95,31 @@ def test_launcher_environment():
     assert dist.launcher_world_size({"SLURM_NTASKS": "8", "SLURM_PROCID": "1"}) == 8
 
 
+def test_post_accumulate_grad_hook_fires_once_per_leaf_per_backward():
+    from tinygen import nn, optim
+
+    w = tg.tensor([1.0, 2.0], requires_grad=True)   # used three times in one graph
+    lin = nn.Linear(2, 2)
+    optim.AdamW(lin.parameters(), lr=0.1)           # its parameters now live in flat buffers
+    seen = []
+    handles = [t.register_post_accumulate_grad_hook(
+        lambda t, name=name: seen.append((name, t.grad.numpy().copy())))
+        for name, t in [("w", w), ("weight", lin.weight), ("bias", lin.bias)]]
+    for _ in range(2):
+        (lin(w * w + w).sum() + (w * 3).sum()).backward()
+    assert [name for name, _ in seen].count("w") == 2
+    assert sorted(name for name, _ in seen) == ["bias"] * 2 + ["w"] * 2 + ["weight"] * 2
+    ws = [g for name, g in seen if name == "w"]
+    np.testing.assert_allclose(ws[1], w.grad.numpy())      # final: both backwards summed
+    np.testing.assert_allclose(ws[1], 2 * ws[0])          # the first hook saw all 3 uses
+    for h in handles:
+        h.remove()
+    (w * 1).sum().backward()
+    assert len(seen) == 6
+    with pytest.raises(RuntimeError, match="only leaf"):
+        (w * 2).register_post_accumulate_grad_hook(print)
+
+
 # ---- two processes under mpiexec --------------------------------------------------------
 
 def test_collectives_two_ranks():
@@ -103,7 +128,9 @@ def test_collectives_two_ranks():
 
 
 def test_ddp_two_halves_equal_one_whole(tmp_path, reference):
-    _assert_same_run(reference, _train(tmp_path, "ddp", 2))
+    ddp = _train(tmp_path, "ddp", 2)
+    _assert_same_run(reference, ddp)
+    assert ddp["overlapped"] > 0  # buckets started from the gradient hooks, inside backward
 
 
 def test_grad_accumulation_four_quarters_equal_one_whole(tmp_path, reference):

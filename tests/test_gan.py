@@ -139,9 +139,9 @@ def test_train_step_with_r1_adds_the_penalty():
     opt_g, opt_d = optim.SGD(G.parameters(), lr=0.0), optim.SGD(D.parameters(), lr=0.0)
     real = tg.randn(16, 2)
     tg.manual_seed(1)
-    plain, _ = train_step(G, D, opt_g, opt_d, real)
+    plain = train_step(G, D, opt_g, opt_d, real)[0].item()
     tg.manual_seed(1)  # the same fake batch
-    with_r1, _ = train_step(G, D, opt_g, opt_d, real, r1_gamma=4.0)
+    with_r1 = train_step(G, D, opt_g, opt_d, real, r1_gamma=4.0)[0].item()
     with tg.no_grad():
         penalty = r1_penalty(D.forward_with_input_grad(real)[1]).item()
     assert with_r1 == pytest.approx(plain + 2.0 * penalty, rel=1e-5)
@@ -177,7 +177,8 @@ def test_dcgan_train_step_runs_and_moves_both_nets():
     before = [p.numpy().copy() for p in (G.project.weight, D.fc.weight)]
     opt_g, opt_d = optim.Adam(G.parameters(), lr=1e-3), optim.Adam(D.parameters(), lr=1e-3)
     d_loss, g_loss = train_step(G, D, opt_g, opt_d, tg.rand(8, 1, 28, 28) * 2 - 1, "hinge")
-    assert math.isfinite(d_loss) and math.isfinite(g_loss)
+    assert d_loss.shape == g_loss.shape == () and not d_loss.requires_grad  # no host sync
+    assert math.isfinite(d_loss.item()) and math.isfinite(g_loss.item())
     for b, p in zip(before, (G.project.weight, D.fc.weight)):
         assert not np.allclose(b, p.numpy())
     assert all(p.requires_grad for p in D.parameters())  # frozen only during G's step

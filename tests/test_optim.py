@@ -434,3 +434,33 @@ def test_parameter_in_two_groups_is_an_error():
     p = nn.Parameter(np.zeros(2))
     with pytest.raises(ValueError):
         optim.SGD([{"params": [p]}, {"params": [p], "lr": 0.5}], lr=0.1)
+
+
+def test_optimizers_take_plain_leaf_tensors():
+    """A plain tensor (not an nn.Parameter) stays out of the flat buffers and still trains."""
+    for cls in (optim.SGD, optim.Adam, optim.AdamW):
+        w = tg.tensor([1.0, 2.0], requires_grad=True)
+        lin = nn.Linear(2, 1)
+        opt = cls([w, *lin.parameters()], lr=0.1)
+        before = w.numpy().copy()
+        lin(w * w).sum().backward()
+        opt.step()
+        assert not np.allclose(w.numpy(), before), cls.__name__
+        assert w.data.base is None or w.data.base is not opt.flat_buffers[0].data
+
+
+def test_zero_grad_set_to_none_false_is_one_fill_per_flat_buffer():
+    lin = nn.Linear(3, 2)
+    opt = optim.AdamW(lin.parameters(), lr=0.1)
+    x = tg.ones(4, 3)
+    lin(x).sum().backward()
+    first = [p.grad.numpy().copy() for p in lin.parameters()]
+    opt.zero_grad(set_to_none=False)
+    buf = opt.flat_buffers[0]
+    assert not buf.grad.any() and all(p.grad.data is g for p, g in
+                                      zip(buf.params, buf.grad_views))
+    lin(x).sum().backward()                      # accumulates onto the zeros, in place
+    for p, g in zip(lin.parameters(), first):
+        np.testing.assert_allclose(p.grad.numpy(), g)
+    opt.zero_grad()                              # PyTorch's default: None
+    assert all(p.grad is None for p in lin.parameters())

@@ -9,7 +9,7 @@ and un-broadcasts every gradient to the shape of the input it belongs to.
 
 import contextlib
 
-from tinygen.backend import device_of
+from tinygen.backend import device_of, get_array_module
 
 
 class _GradMode:
@@ -98,6 +98,20 @@ class Function:
         self.inputs, self.freed = inputs, True
 
 
+class HookHandle:
+    """What Tensor.register_post_accumulate_grad_hook returns: remove() takes the hook out."""
+
+    __slots__ = ("hook", "hooks")
+    registered = False  # set by the first registration: backward skips the lookup until then
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
 def _not_a_tensor(cls, inputs):
     """The error for Function.apply given an array, number or list where a Tensor belongs."""
     from tinygen.tensor import Tensor
@@ -151,9 +165,33 @@ def _topological_order(root):
     return reversed(order)
 
 
+def _accumulate_flat(t, g):
+    """Add g into the .grad of a parameter of an optimizer's flat buffer (optim/flat.py)
+    straight in its segment of the flat gradient: one launch (a copy when .grad is None, an
+    in-place add when .grad already is the segment, as in gradient accumulation), no
+    temporary. False (nothing done) when t is not such a parameter."""
+    from tinygen.tensor import Tensor
+
+    view = getattr(t, "_grad_view", None)
+    if view is None or t.data is not t._data_view or view.shape != g.shape \
+            or view.dtype != g.dtype:
+        return False
+    old = t.grad
+    if old is None:
+        view[...] = g
+    elif old.data is view:
+        view += g
+        return True
+    else:
+        get_array_module(view).add(old.data, g, out=view)
+    t.grad = Tensor._make(view, None)  # Parameter._set_grad sees its view: no copy
+    return True
+
+
 def backward(root, grad, retain_graph=False):
     """Propagate `grad` (an array shaped like root) to every leaf that requires grad."""
     from tinygen.tensor import Tensor
+
 
     grads = {id(root): grad}
     stored = set()  # arrays already given to a leaf: never alias two leaves' .grad
@@ -162,13 +200,18 @@ def backward(root, grad, retain_graph=False):
         if g is None:
             continue
         if t._ctx is None or t._retain_grad:
-            if g.base is not None or id(g) in stored or g is grad:
-                g = g.copy()  # a view or shared array: .grad must own its memory
+            in_flat = type(t) is not Tensor and _accumulate_flat(t, g)  # a flat Parameter
+            if not in_flat:
+                if g.base is not None or id(g) in stored or g is grad:
+                    g = g.copy()  # a view or shared array: .grad must own its memory
+                t.grad = Tensor._make(g, None) if t.grad is None else Tensor._make(
+                    t.grad.data + g, None)
             stored.add(id(g))
-            t.grad = Tensor._make(g, None) if t.grad is None else Tensor._make(
-                t.grad.data + g, None)
         fn = t._ctx
         if fn is None:
+            if HookHandle.registered:  # the slot stays unset until a hook is registered
+                for hook in getattr(t, "_post_accumulate_grad_hooks", None) or ():
+                    hook(t)  # t.grad is final for this backward
             continue
         if fn.freed:
             raise RuntimeError(

@@ -15,6 +15,7 @@ Dtype promotion follows PyTorch: the rules are in `tinygen/dtypes.py`.
 import numpy as np
 
 from tinygen import ops
+from tinygen.autograd import HookHandle
 from tinygen.autograd import backward as _run_backward
 from tinygen.backend import check_device, device_of, get_array_module, to_device, to_numpy
 from tinygen.dtypes import promote_types
@@ -24,7 +25,9 @@ from tinygen.tensor_shape import ShapeMethods
 
 
 class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
-    __slots__ = ("__weakref__", "_ctx", "_retain_grad", "data", "grad", "requires_grad")
+    # _post_accumulate_grad_hooks stays unset (no cost per op) until a hook is registered
+    __slots__ = ("__weakref__", "_ctx", "_post_accumulate_grad_hooks", "_retain_grad", "data",
+                 "grad", "requires_grad")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -103,6 +106,23 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
         """Keep .grad on this non-leaf tensor too (leaves always keep theirs)."""
         self._retain_grad = True
         return self
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call hook(self) in every backward once this leaf's .grad is final (all of this
+        backward's contributions summed in), as PyTorch does; DistributedDataParallel starts
+        a bucket's all-reduce from it. Returns a handle whose remove() unregisters it."""
+        if self._ctx is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors get "
+                               "this hook (this one was made by an op)")
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: hook must be callable, "
+                            f"got {type(hook).__name__}")
+        hooks = getattr(self, "_post_accumulate_grad_hooks", None)
+        if hooks is None:
+            hooks = self._post_accumulate_grad_hooks = []
+        hooks.append(hook)
+        HookHandle.registered = True
+        return HookHandle(hooks, hook)
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's .grad (first-order only)."""
@@ -390,3 +410,4 @@ def where(condition, a, b):
                          None)
     a, b = (a._pair(b) if isinstance(a, Tensor) else b._pair(a)[::-1])
     return ops.Where.apply(a, b, cond=cond)
+

@@ -74,4 +74,5 @@ for step in range(start, args.steps):
 if rank == 0:
     np.savez(args.out, losses=np.array(losses),
              **{name: p.data for name, p in model.named_parameters()},
-             state_bytes=getattr(optimizer, "state_bytes", lambda: 0)())
+             state_bytes=getattr(optimizer, "state_bytes", lambda: 0)(),
+             overlapped=ddp.buckets_started_in_backward)

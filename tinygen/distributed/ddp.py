@@ -19,15 +19,21 @@ or NCCL on the current stream): while bucket k is in flight, bucket k + 1 is pac
 far an MPI all-reduce gets meanwhile is up to the MPI: MPICH advances it only inside MPI
 calls, so on the CPU the gain is small; NCCL runs on the GPU by itself.)
 
-Where PyTorch launches each bucket from an autograd hook the moment its last gradient is
-ready, overlapping communication with the rest of backward, tinygen's engine has no
-gradient hooks yet, so the reduction is one explicit call after backward
-(`sync_gradients`); the buckets still overlap with one another's packing.
+Overlap with backward, as PyTorch's reducer does: every parameter carries a
+post-accumulate-grad hook (`Tensor.register_post_accumulate_grad_hook`); when the last
+gradient of a bucket is final, the hook packs the bucket and starts its all-reduce while
+backward goes on computing the gradients of earlier layers. `sync_gradients()` starts
+whatever has not started (a parameter that got no gradient this step) and waits for all.
+Buckets start strictly in bucket order, so every rank issues the collectives in the same
+order even if its backward finishes them in another. The hooks start buckets only once
+`sync_gradients()` has been called (from the second step of an ordinary loop), so a loop
+that never calls it (ZeRO-1 reduce-scatters in its step instead) pays nothing, and inside
+`no_sync()` they do nothing.
 
 Flat-buffer seam: a bucket is a contiguous slice of gradient memory. Here it is a scratch
-buffer that `Bucket.pack` copies gradients into; once parameters keep their gradients in
-one flat buffer (DESIGN.md, "Flat buffers"), a bucket is a slice of that buffer and
-pack/unpack become nothing.
+buffer that `Bucket.pack` copies gradients into; a bucket that is a slice of the
+optimizer's flat gradient buffer would make pack/unpack nothing, but the optimizer's buffers
+are built per parameter group, after DDP, so the two layouts do not line up yet.
 """
 
 import contextlib
@@ -50,6 +56,8 @@ class Bucket:
         self.sizes = [p.data.size for p in params]
         self.buffer = xp.empty(sum(self.sizes), p0.data.dtype)  # [n] gradients, flattened
         self.request = None
+        self.ready = set()    # ids of the parameters whose gradient is final this step
+        self.started = False  # its all-reduce is in flight (or, staged, done)
 
     def pack(self):
         """Copy each gradient into the buffer (zeros where a parameter got none)."""
@@ -105,7 +113,14 @@ class DistributedDataParallel(Module):
             {id(t.data): t for t in module.state_dict().values()}.values())  # tied: once
         self._broadcast_state(tensors)
         self.buckets = make_buckets(list(reversed(params)), bucket_cap_mb)
-        self.comm_seconds = 0.0  # time spent in sync_gradients, for benchmarks
+        self.comm_seconds = 0.0  # time spent starting and finishing all-reduces, for benchmarks
+        self.buckets_started_in_backward = 0  # how many all-reduces the hooks started
+        self._armed = False  # hooks start buckets once sync_gradients() has been called
+        self._next = 0       # the next bucket to start: they start in order on every rank
+        if self.group.comm is not None:
+            self._bucket_of = {id(p): b for b in self.buckets for p in b.params}
+            for p in params:
+                p.register_post_accumulate_grad_hook(self._grad_ready)
 
     def _broadcast_state(self, tensors):
         """Rank 0's parameters (and buffers) to every rank, after checking the models match."""
@@ -136,19 +151,48 @@ class DistributedDataParallel(Module):
         finally:
             self.require_backward_grad_sync = previous
 
+    def _grad_ready(self, p):
+        """The hook: p.grad is final for this backward; start every bucket that is full."""
+        if not (self._armed and self.require_backward_grad_sync):
+            return
+        bucket = self._bucket_of[id(p)]
+        if bucket.started:
+            raise RuntimeError(
+                "DistributedDataParallel: a parameter got a gradient after its bucket's "
+                "all-reduce had started (a second backward before sync_gradients()); call "
+                "sync_gradients() after each backward, or accumulate inside no_sync()")
+        bucket.ready.add(id(p))
+        t0 = time.perf_counter()
+        while (self._next < len(self.buckets)
+               and len(self.buckets[self._next].ready) == len(self.buckets[self._next].params)):
+            self._start(self.buckets[self._next])
+            self._next += 1
+            self.buckets_started_in_backward += 1
+        self.comm_seconds += time.perf_counter() - t0
+
+    def _start(self, bucket):
+        bucket.pack()
+        bucket.request = _transport(self.group, bucket.buffer).iall_reduce(bucket.buffer,
+                                                                           ReduceOp.SUM)
+        bucket.started = True
+
     def sync_gradients(self):
-        """Average every parameter's .grad over the ranks (bucketed, non-blocking)."""
+        """Average every parameter's .grad over the ranks: start the buckets the hooks have
+        not started (bucketed, non-blocking), then wait for every one."""
         g = self.group
         if not self.require_backward_grad_sync or g.comm is None:
             return
         t0 = time.perf_counter()
-        for bucket in self.buckets:  # start each bucket as soon as it is packed
-            bucket.pack()
-            bucket.request = _transport(g, bucket.buffer).iall_reduce(bucket.buffer,
-                                                                      ReduceOp.SUM)
+        while self._next < len(self.buckets):  # in bucket order, as the hooks do
+            self._start(self.buckets[self._next])
+            self._next += 1
         for bucket in self.buckets:
             if bucket.request is not None:
                 bucket.request.Wait()
                 bucket.request = None
             bucket.unpack(1.0 / g.world_size)
+            bucket.ready.clear()
+            bucket.started = False
+        self._next = 0
+        self._armed = True
         self.comm_seconds += time.perf_counter() - t0

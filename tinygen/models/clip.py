@@ -47,7 +47,7 @@ from tinygen.creation import as_tensor
 from tinygen.models.gpt import Block, CausalSelfAttention, GPTConfig, gpt2_init_
 from tinygen.nn import functional as F
 from tinygen.optim.groups import configure_optimizers
-from tinygen.tensor import Tensor, cat
+from tinygen.tensor import Tensor, cat, stack
 
 LOGIT_SCALE_INIT = math.log(1 / 0.07)  # temperature τ = 0.07 at the start (CLIP Section 2.5)
 LOGIT_SCALE_MAX = math.log(100)        # "clipped to prevent scaling the logits by more than 100"
@@ -275,7 +275,9 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
     `log_interval` steps (log=None: silent).
 
     Returns {"final_loss", "ms_per_iter", "iters", "seconds", "optimizer", "losses"} (the
-    loss of every step)."""
+    loss of every step). The images and token ids go to the device once and each batch is
+    gathered there; the losses stay on the device until a log line (or the end) reads them
+    in one transfer, so a step has no host sync."""
     from tinygen.data.loader import minibatch_steps
     from tinygen.optim import clip_grad_norm_
     from tinygen.optim.lr_scheduler import warmup_cosine
@@ -287,26 +289,30 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
     ids, eot = tokenizer.encode_batch(data.captions, model.config.context_length)
     caption_id = np.unique(data.captions, return_inverse=True)[1]  # which distinct caption
     n = len(data.captions)
-    loss_value, train_time, losses = float("nan"), 0.0, []
+    all_images = Tensor(data.images, device=device)                  # [N, 3, S, S], once
+    ids, eot = Tensor(ids, device=device), Tensor(eot, device=device)
+    loss_value, train_time, losses, pending, t0 = float("nan"), 0.0, [], [], None
     for it, idx in minibatch_steps(n, min(batch_size, n), max_iters, batch_rng):
         lr = warmup_cosine(it, learning_rate, min_lr, warmup_iters, max_iters)
         optimizer.set_lr(lr)
         idx = idx[np.unique(caption_id[idx], return_index=True)[1]]  # ~100 of 128 left
-        t0 = time.time()
-        images = Tensor(data.images[idx], device=device)
-        _, _, loss = model(images, ids[idx], eot[idx])
+        t0 = time.time() if t0 is None else t0
+        _, _, loss = model(all_images[idx], ids[idx], eot[idx].data)
         optimizer.zero_grad()
         loss.backward()
         if grad_clip:
             clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         model.clamp_logit_scale()  # temperature never below 1/100 (CLIP Section 2.5)
-        loss_value = loss.item()   # waits for the GPU, so the timing is honest
+        pending.append(loss.detach())
+        if not (it % log_interval == 0 or it == max_iters - 1):
+            continue
+        values = stack(pending).numpy().tolist()  # waits for the GPU: honest timing
         train_time += time.time() - t0
-        losses.append(loss_value)
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"train_clip: the loss became {loss_value} at step {it}")
-        if log is not None and (it % log_interval == 0 or it == max_iters - 1):
+        losses, pending, t0, loss_value = losses + values, [], None, values[-1]
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(f"train_clip: the loss became {loss_value} by step {it}")
+        if log is not None:
             log(f"iter {it}: loss {loss_value:.4f}, logit_scale "
                 f"{model.logit_scale.item():.2f}, lr {lr:.2e}, "
                 f"{train_time / (it + 1) * 1000:.0f} ms/iter")

@@ -212,7 +212,8 @@ def r1_penalty(input_grad):
 
 def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0):
     """One round of the game on a batch of data `real` [B, ...]: a D step, then a G step
-    (Goodfellow et al. 2014, Algorithm 1, with k = 1). Returns (d_loss, g_loss) as floats.
+    (Goodfellow et al. 2014, Algorithm 1, with k = 1). Returns (d_loss, g_loss) as detached
+    0-d tensors on the batch's device: no host sync here; `.item()` them at log time.
 
     D's step sees G's samples detached, so its loss does not reach G's weights. G's step
     differentiates through D with D's weights frozen: their gradients would go unused, and
@@ -238,7 +239,7 @@ def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0):
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
-    return d_loss.item(), g_loss.item()
+    return d_loss.detach(), g_loss.detach()
 
 
 def _set_requires_grad(module, flag):

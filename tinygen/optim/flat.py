@@ -55,34 +55,37 @@ class FlatParameters:
         """A flat moment buffer for `key` (kept in flat_state) whose per-parameter views are
         state[p][key], copying in whatever per-parameter arrays load_state_dict put there."""
         xp = self.xp
-        flat = flat_state.setdefault(id(self), {}).get(key)
+        kept = flat_state.setdefault(id(self), {})
+        flat = kept.get(key)
         if flat is None:
-            flat = flat_state[id(self)][key] = xp.zeros_like(self.data)
+            flat = kept[key] = xp.zeros_like(self.data)
+        # the views handed out last time, compared by identity (`.base` chains differ
+        # between NumPy, CuPy and wrappers, and a copy per parameter per step is what the
+        # flat buffer is there to avoid)
+        views = kept.setdefault(key + "/views", [None] * len(self.params))
         start = 0
-        for p, v in zip(self.params, self.views):
-            seg = slice(start, start + v.size)
+        for i, (p, v) in enumerate(zip(self.params, self.views)):
             s = state.setdefault(p, {})
             current = s.get(key)
-            if current is None or current.base is None or not _is_view_of(current, flat):
-                view = flat[seg].reshape(v.shape)
+            if current is None or current is not views[i]:
+                view = flat[start:start + v.size].reshape(v.shape)
                 if current is not None:
                     view[...] = current
-                s[key] = view
+                s[key] = views[i] = view
             start += v.size
         return flat
 
 
-def _is_view_of(a, flat):
-    return a.base is flat or getattr(a.base, "base", None) is flat
-
-
 def build_flat_buffers(param_groups):
-    """One FlatParameters per (group, device, dtype), in group order."""
+    """One FlatParameters per (group, device, dtype), in group order. Only nn.Parameters
+    join one (a plain leaf tensor, or ZeRO-1's shard views of a parameter, must keep its own
+    memory); the optimizers' per-parameter loop updates the others."""
     buffers = []
     for gi, group in enumerate(param_groups):
         by_kind = {}
         for p in group["params"]:
-            by_kind.setdefault((p.device, p.dtype), []).append(p)
+            if hasattr(p, "_attach_flat"):
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
         for params in by_kind.values():
             buf = FlatParameters(params)
             buf.group = gi

@@ -58,10 +58,26 @@ class Optimizer:
             ready.append(buf)
         return ready
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients before the next backward. As in PyTorch (whose default is
+        also set_to_none=True), each .grad becomes None: no kernel at all, and the next
+        backward writes each flat parameter's gradient straight into its segment of the
+        flat gradient buffer. set_to_none=False zeroes the gradients instead (None ones
+        stay None), each flat buffer with one fill."""
+        filled = set()
+        if not set_to_none:
+            for buf in self.flat_buffers:
+                held = [p for p, g in zip(buf.params, buf.grad_views)
+                        if p.grad is not None and p.grad.data is g]
+                if held:
+                    buf.grad.fill(0)  # one launch for the whole buffer
+                    filled.update(id(p) for p in held)
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None and id(p) not in filled:
+                    p.grad.data.fill(0)
 
     def set_lr(self, lr):
         """Set the learning rate of every parameter group to `lr` (what a schedule does

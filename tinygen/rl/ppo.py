@@ -19,12 +19,12 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, to_device
+from tinygen.backend import get_array_module, to_device, to_numpy
 from tinygen.checks import check_nonnegative, check_positive
 from tinygen.creation import as_tensor
 from tinygen.optim import clip_grad_norm_
 from tinygen.random import generator
-from tinygen.tensor import Tensor, where
+from tinygen.tensor import Tensor, stack, where
 
 SQRT2 = math.sqrt(2)  # the gain for tanh hidden layers that CleanRL uses
 
@@ -123,20 +123,22 @@ def collect_rollout(agent, envs, storage, next_obs, next_done):
     next_obs [N, obs_dim] and next_done [N] are where the last rollout stopped; returns the
     new ones and the returns of the episodes that finished (a list of floats)."""
     device = agent.parameters()[0].device
-    episode_returns = []
+    episode_returns, logprobs, values = [], [], []  # on the device until the rollout ends
     for step in range(storage.rewards.shape[0]):
         storage.obs[step] = next_obs
         storage.dones[step] = next_done
         obs = Tensor(next_obs, device=device)
         logits = agent.actor(obs)               # get_action_and_value, less the entropy
         action = sample_categorical(logits)
-        storage.actions[step] = action.numpy()
-        storage.logprobs[step] = log_prob(logits, action).numpy()
-        storage.values[step] = agent.get_value(obs).numpy()
+        storage.actions[step] = action.numpy()  # the envs step on the host: one sync a step
+        logprobs.append(log_prob(logits, action))
+        values.append(agent.get_value(obs).reshape(-1))
         next_obs, reward, terminated, truncated, info = envs.step(storage.actions[step])
         storage.rewards[step] = reward
         next_done = (terminated | truncated).astype(np.float32)
         episode_returns.extend(info["episode_returns"].tolist())
+    storage.logprobs[...] = stack(logprobs).numpy().reshape(storage.logprobs.shape)  # 1 sync
+    storage.values[...] = stack(values).numpy().reshape(storage.values.shape)
     return next_obs, next_done, episode_returns
 
 
@@ -207,15 +209,20 @@ def approx_kl(logratio):
     """Estimate of KL(π_old ‖ π_new) from log r = log π_new - log π_old on samples of π_old:
     mean((r - 1) - log r), unbiased and never negative (Schulman, "Approximating KL
     divergence", 2020)."""
-    logratio = as_tensor(logratio).data
-    xp = get_array_module(logratio)
-    return float(((xp.exp(logratio) - 1) - logratio).mean())
+    return float(_approx_kl(as_tensor(logratio).data))
+
+
+def _approx_kl(logratio):  # a 0-d array, on the device where logratio is
+    return ((get_array_module(logratio).exp(logratio) - 1) - logratio).mean()
 
 
 def clipfrac(ratio, clip_coef):
     """Fraction of samples whose ratio was outside [1 - clip_coef, 1 + clip_coef]."""
-    ratio = as_tensor(ratio).data
-    return float((abs(ratio - 1.0) > clip_coef).mean())
+    return float(_clipfrac(as_tensor(ratio).data, clip_coef))
+
+
+def _clipfrac(ratio, clip_coef):  # a 0-d array
+    return (abs(ratio - 1.0) > clip_coef).mean()
 
 
 def explained_variance(values, returns):
@@ -276,7 +283,7 @@ def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
                         f"RLHFConfig), got {type(cfg).__name__}")
     device = agent.parameters()[0].device
     b = {k: to_device(as_tensor(v).data, device) for k, v in batch.items()}  # arrays [B, ...]
-    B = len(b["logprobs"])
+    B, xp = len(b["logprobs"]), get_array_module(b["logprobs"])
     minibatch_size = max(B // cfg.num_minibatches, 1)
     vf_clip_coef = cfg.clip_coef if cfg.vf_clip_coef is None else cfg.vf_clip_coef
     logs = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
@@ -305,16 +312,17 @@ def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
             clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
             optimizer.step()
 
+            # the diagnostics stay 0-d device arrays: read once, after the last step
             logratio = new_logprob.data - old_logprob                    # no gradient
-            logs["policy_loss"].append(pg_loss.item())
-            logs["value_loss"].append(v_loss.item())
-            logs["entropy"].append(entropy_loss.item())
-            logs["approx_kl"].append(approx_kl(logratio))
-            logs["clipfrac"].append(clipfrac(get_array_module(logratio).exp(logratio),
-                                             cfg.clip_coef))
-        if cfg.target_kl and logs["approx_kl"][-1] > cfg.target_kl:
+            logs["policy_loss"].append(pg_loss.data)
+            logs["value_loss"].append(v_loss.data)
+            logs["entropy"].append(entropy_loss.data)
+            logs["approx_kl"].append(_approx_kl(logratio))
+            logs["clipfrac"].append(_clipfrac(xp.exp(logratio), cfg.clip_coef))
+        if cfg.target_kl and float(logs["approx_kl"][-1]) > cfg.target_kl:  # a sync an epoch
             break
-    diagnostics = {k: float(np.mean(v)) for k, v in logs.items()}
+    read = to_numpy(xp.stack([xp.stack(v).astype(xp.float64) for v in logs.values()]))
+    diagnostics = {k: float(row.mean()) for k, row in zip(logs, read)}
     values, returns = b["values"], b["returns"]
     if "mask" in b:
         valid = b["mask"] > 0

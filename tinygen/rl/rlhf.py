@@ -132,11 +132,15 @@ def rollout(policy, ref_gpt, reward_model, prompt_ids, response_len, eos_id):
     Returns a dict with tokens [B, T], mask, logprobs, ref_logprobs and values [B, R]
     (the old policy's, the reference's and the value head's), and the RM scores [B]."""
     P = prompt_ids.shape[1]
-    tokens, mask = sample_responses(policy.gpt, prompt_ids, response_len, eos_id)
-    logits, values = policy(tokens, P)
-    logprobs = token_logprobs(logits, tokens[:, P:])
-    ref_logprobs = response_logprobs(ref_gpt, tokens, P)
-    scores = reward_model(tokens, last_index(mask, P))
+    device = policy.gpt.lm_head.weight.device
+    sampled = policy.gpt.generate(as_tensor(prompt_ids, device=device), response_len)
+    tokens = sampled.numpy()  # one download: the mask and the decoded text live on the host
+    mask = response_mask(tokens[:, P:], eos_id)
+    # the three scoring passes read the sampled tokens where they are (no upload back)
+    logits, values = policy(sampled, P)
+    logprobs = token_logprobs(logits, sampled[:, P:])
+    ref_logprobs = response_logprobs(ref_gpt, sampled, P)
+    scores = reward_model(sampled, last_index(mask, P))
     return {"tokens": tokens, "mask": mask, "logprobs": logprobs.numpy(),
             "ref_logprobs": ref_logprobs.numpy(), "values": values.numpy(),
             "scores": scores.numpy()}
