@@ -186,6 +186,7 @@ def check_14(m):
     z_q = tg.tensor(np.round(z_e.data))       # a stand-in for the nearest code
     out = m.straight_through(z_e, z_q)
     _close(out.data, z_q.data, "straight_through value")
+    assert out.requires_grad, "straight_through: the result has no graph back to z_e"
     w = _rng(1).standard_normal((3, 4))
     (out * tg.tensor(w)).sum().backward()
     assert z_e.grad is not None, "straight_through: no gradient reached z_e"
