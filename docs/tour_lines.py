@@ -80,7 +80,7 @@ def main(argv=None):
         print("cannot resolve:", e)
     if args.fix and stale:
         TOUR.write_text("".join(out), encoding="utf-8")
-        print(f"rewrote {stale} citation(s) in {TOUR.relative_to(ROOT)}")
+        print(f"rewrote {stale} citation(s) in {TOUR}")
     return 1 if errors or (stale and not args.fix) else 0
 
 

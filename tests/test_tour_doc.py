@@ -122,3 +122,23 @@ def test_writing_a_function_runs_and_shows_the_real_messages():
     for line in shown:
         assert line in printed, f"docs/writing_a_function.md shows {line!r}, which the " \
             f"example does not print; it printed:\n" + "\n".join(printed)
+
+
+def test_tour_lines_fix_rewrites_stale_numbers(tmp_path, monkeypatch):
+    stale = tmp_path / "tour.md"
+    stale.write_text("Read `tinygen/autograd.py:1-2` (`def unbroadcast(`) and "
+                     "`tinygen/autograd.py:3-5` (`\"\"\"The autograd engine`).\n")
+    monkeypatch.setattr(tour_lines, "TOUR", stale)
+    monkeypatch.setattr(tour_lines, "ROOT", ROOT)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert tour_lines.main([]) == 1                      # stale: reported, exit 1
+        assert tour_lines.main(["--fix"]) == 0
+        assert tour_lines.main([]) == 0
+    lines = (ROOT / "tinygen" / "autograd.py").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "def unbroadcast(" in line) + 1
+    fixed = stale.read_text()
+    assert f"`tinygen/autograd.py:{start}-" in fixed           # the def's block, found again
+    assert "`tinygen/autograd.py:1-3` (`\"\"\"The autograd engine`)" in fixed  # length kept
+    stale.write_text("`tinygen/autograd.py:1-2` (`def no_such_function(`)\n")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert tour_lines.main(["--fix"]) == 1               # unresolvable: fix by hand
