@@ -92,7 +92,7 @@ def gelu_case(env):
     def composed(x):
         return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)).tanh())
 
-    return [x], F.gelu, composed
+    return [x], partial(F.gelu, approximate="tanh"), composed
 
 
 def leaky_relu_case(env, slope=SLOPE):

@@ -46,18 +46,25 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps=1e-5, bias=True, device="cpu"):
+    """Normalise over the trailing normalized_shape axes; elementwise_affine=False has no
+    weight or bias, bias=False a weight only (PyTorch's arguments)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 device="cpu"):
         self.normalized_shape = (normalized_shape,) if isinstance(
             normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
-        self.weight = init.ones_(_empty(*self.normalized_shape, device=device))
-        self.bias = _empty(*self.normalized_shape, device=device) if bias else None
+        self.weight = self.bias = None
+        if elementwise_affine:
+            self.weight = init.ones_(_empty(*self.normalized_shape, device=device))
+            self.bias = _empty(*self.normalized_shape, device=device) if bias else None
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}"
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.weight is not None}")
 
 
 class Dropout(Module):
@@ -74,11 +81,6 @@ class Dropout(Module):
 class ReLU(Module):
     def forward(self, x):
         return x.relu()
-
-
-class GELU(Module):
-    def forward(self, x):
-        return F.gelu(x)
 
 
 class Tanh(Module):
