@@ -219,7 +219,7 @@ def test_repr():
     assert text.startswith("TinyGPT(")
     assert "(wte): Embedding(7, 4)" in text
     assert "(0): Linear(4, 16, bias=True)" in text
-    assert "LayerNorm((4,), eps=1e-05)" in text and "Dropout(p=0.5)" in text
+    assert "LayerNorm((4,), eps=1e-05, elementwise_affine=True)" in text and "Dropout(p=0.5)" in text
     assert repr(nn.Linear(2, 3, bias=False)) == "Linear(2, 3, bias=False)"
     assert "Parameter containing" in repr(nn.Parameter(np.zeros(2)))
 
@@ -375,7 +375,7 @@ def test_torch_parity_linear_module():
 def test_torch_parity_gelu():
     torch = pytest.importorskip("torch")
     x, tx = _both(np.random.default_rng(0), 4, 7)
-    _check_parity(F.gelu(x * 3), torch.nn.functional.gelu(tx * 3, approximate="tanh"),
+    _check_parity(F.gelu(x * 3, approximate="tanh"), torch.nn.functional.gelu(tx * 3, approximate="tanh"),
                   [(x, tx)])
 
 

@@ -10,7 +10,7 @@ from tinygen.nn import functional as F
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
-TOL = {np.float64: dict(rtol=1e-9, atol=1e-10), np.float32: dict(rtol=2e-5, atol=2e-6)}
+TOL = {np.float64: {"rtol": 1e-9, "atol": 1e-10}, np.float32: {"rtol": 2e-5, "atol": 2e-6}}
 
 
 def _pair(a, grad=True):
@@ -77,12 +77,12 @@ def test_activation_parity(name, ours, theirs, dtype):
     x[0, 0, :4] = [40.0, -40.0, 25.0, -25.0]   # the overflow-prone tails
     tol = None
     if name == "gelu" and dtype == np.float64:
-        tol = dict(rtol=0, atol=1e-6)   # tg.erf is Abramowitz & Stegun 7.1.26: |error| < 1.5e-7
+        tol = {"rtol": 0, "atol": 1e-6}   # tg.erf is Abramowitz & Stegun 7.1.26: |error| < 1.5e-7
     if name == "celu" and dtype == np.float64:
-        tol = dict(rtol=1e-6, atol=1e-10)  # torch's CELU backward is off by ~1.6e-7 relative
+        tol = {"rtol": 1e-6, "atol": 1e-10}  # torch's CELU backward is off by ~1.6e-7 relative
         # (its float64 gradient at -0.5 is 0.68071241, e^(-0.5/1.3) = 0.68071240): ours is exact
     if name == "hardsigmoid" and dtype == np.float64:
-        tol = dict(rtol=1e-7, atol=1e-10)  # torch's backward uses 1/6 rounded to float32
+        tol = {"rtol": 1e-7, "atol": 1e-10}  # torch's backward uses 1/6 rounded to float32
     parity(ours, theirs, [x], dtype, tol)
 
 
@@ -156,3 +156,161 @@ def test_norm_default_init_and_errors():
         F.rms_norm(tg.randn(2, 3), (4,))
     with pytest.raises(ValueError, match="InstanceNorm2d: expected"):
         nn.InstanceNorm2d(3)(tg.randn(2, 3, 4))
+
+
+# ---- losses -----------------------------------------------------------------------------
+CE_OPTIONS = [{}, {"label_smoothing": 0.2}, {"weight": True},
+              {"weight": True, "label_smoothing": 0.1}, {"ignore_index": 2},
+              {"weight": True, "ignore_index": 2, "label_smoothing": 0.3}]
+
+
+def _ce_call(fn, x, target, opts, weight, lib):
+    opts = dict(opts)
+    if opts.pop("weight", False):
+        opts["weight"] = weight
+    return fn(x, target, **opts)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 4), (2, 5, 3, 2), (5,)], ids=str)
+@pytest.mark.parametrize("opts", CE_OPTIONS, ids=str)
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_class_loss_parity(loss, opts, shape, reduction, dtype):
+    """Integer targets, classes on axis 1 (PyTorch's [N, C, d1, ...]), every option."""
+    if loss == "nll_loss" and "label_smoothing" in opts:
+        pytest.skip("nll_loss has no label_smoothing")
+    rng = np.random.default_rng(0)
+    C = shape[1] if len(shape) > 1 else shape[0]
+    tshape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    target = rng.integers(0, C, tshape)
+    if tshape:
+        target.reshape(-1)[0] = 2     # ignore_index=2 ignores at least one target
+        target.reshape(-1)[-1] = 1    # and keeps at least one
+    w = rng.random(C) + 0.5
+    ours_fn, theirs_fn = getattr(F, loss), getattr(TF, loss)
+    x = data(*shape)
+    if loss == "nll_loss":
+        x = np.log(np.exp(x) / np.exp(x).sum(1 if len(shape) > 1 else 0, keepdims=True))
+    parity(lambda t: _ce_call(ours_fn, t, target, dict(opts, reduction=reduction),
+                              w.astype(dtype), tg),
+           lambda t: _ce_call(theirs_fn, t, torch.tensor(target),
+                              dict(opts, reduction=reduction), torch.tensor(w.astype(dtype)),
+                              torch), [x], dtype)
+
+
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.25}, {"weight": True},
+                                  {"reduction": "sum"}, {"reduction": "none"}], ids=str)
+@pytest.mark.parametrize("shape", [(4, 5), (2, 5, 3)], ids=str)
+def test_cross_entropy_probability_targets(shape, opts):
+    """Class-probability targets (the input's shape): gradients reach the target too."""
+    rng = np.random.default_rng(0)
+    p = rng.random(shape)
+    p /= p.sum(1, keepdims=True)
+    w = rng.random(shape[1]) + 0.5
+    opts = dict(opts)
+    use_w = opts.pop("weight", False)
+    parity(lambda x, q: F.cross_entropy(x, q, weight=w if use_w else None, **opts),
+           lambda x, q: TF.cross_entropy(x, q, weight=torch.tensor(w) if use_w else None,
+                                         **opts), [data(*shape), p])
+
+
+def test_cross_entropy_class_last_layout():
+    """Logits [B, T, V] with targets [B, T] (the language models' layout) equal the
+    flattened [B·T, V] call; [B, V, T] with targets [B, T] is PyTorch's layout."""
+    x = tg.tensor(data(2, 3, 5), requires_grad=True)
+    target = np.array([[0, 4, 2], [1, 3, 3]])
+    flat = F.cross_entropy(x.reshape(6, 5), target.reshape(-1), reduction="none")
+    np.testing.assert_allclose(F.cross_entropy(x, target, reduction="none").numpy(),
+                               flat.numpy().reshape(2, 3))
+    xt = tg.tensor(np.ascontiguousarray(x.numpy().transpose(0, 2, 1)))
+    np.testing.assert_allclose(F.cross_entropy(xt, target).numpy(),
+                               F.cross_entropy(x, target).numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"cross_entropy: input \(2, 3, 5\) needs .*\(2, 5\).*"
+                                         r"\(2, 3\).*got \(3, 2\)"):
+        F.cross_entropy(x, target.T.copy())
+    with pytest.raises(ValueError, match=r"cross_entropy: input \(2, 5, 5\) .*ambiguous"):
+        F.cross_entropy(tg.randn(2, 5, 5), np.zeros((2, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        F.cross_entropy(x, target, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="weight must have one entry per class"):
+        F.cross_entropy(x, target, weight=np.ones(4))
+
+
+POINTWISE = [  # name, ours(x, y), theirs(x, y), how to make y from data
+    ("mse", F.mse_loss, TF.mse_loss),
+    ("l1", F.l1_loss, TF.l1_loss),
+    ("huber", lambda x, y, **k: F.huber_loss(x, y, delta=0.7, **k),
+     lambda x, y, **k: TF.huber_loss(x, y, delta=0.7, **k)),
+    ("smooth_l1", lambda x, y, **k: F.smooth_l1_loss(x, y, beta=0.5, **k),
+     lambda x, y, **k: TF.smooth_l1_loss(x, y, beta=0.5, **k)),
+    ("bce_logits", F.binary_cross_entropy_with_logits, TF.binary_cross_entropy_with_logits),
+    ("bce_logits-pos_weight",
+     lambda x, y, **k: F.binary_cross_entropy_with_logits(
+         x, y, pos_weight=tg.tensor(np.linspace(0.5, 2, 6).astype(x.dtype)), **k),
+     lambda x, y, **k: TF.binary_cross_entropy_with_logits(
+         x, y, pos_weight=torch.tensor(np.linspace(0.5, 2, 6)).to(x.dtype), **k)),
+    ("bce", lambda x, y, **k: F.binary_cross_entropy(x.sigmoid(), y, **k),
+     lambda x, y, **k: TF.binary_cross_entropy(x.sigmoid(), y, **k)),
+    ("bce-weight", lambda x, y, **k: F.binary_cross_entropy(
+        x.sigmoid(), y, weight=tg.tensor(np.linspace(0.5, 2, 6).astype(x.dtype)), **k),
+     lambda x, y, **k: TF.binary_cross_entropy(
+        x.sigmoid(), y, weight=torch.tensor(np.linspace(0.5, 2, 6)).to(x.dtype), **k)),
+    ("kl_div", lambda x, y, **k: F.kl_div(x.log_softmax(-1), y.softmax(-1), **k),
+     lambda x, y, **k: TF.kl_div(x.log_softmax(-1), y.softmax(-1), **k)),
+    ("kl_div-log_target", lambda x, y, **k: F.kl_div(x.log_softmax(-1), y.log_softmax(-1),
+                                                      log_target=True, **k),
+     lambda x, y, **k: TF.kl_div(x.log_softmax(-1), y.log_softmax(-1), log_target=True, **k)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name,ours,theirs", POINTWISE, ids=[p[0] for p in POINTWISE])
+def test_pointwise_loss_parity(name, ours, theirs, reduction, dtype):
+    x, y = data(4, 6), data(4, 6, seed=1)
+    if name.startswith("bce"):
+        y = (np.random.default_rng(2).random((4, 6)) > 0.5) * 1.0
+    parity(lambda a, b: ours(a, b, reduction=reduction),
+           lambda a, b: theirs(a, b, reduction=reduction), [x, y], dtype)
+
+
+def test_kl_div_batchmean_and_zero_targets():
+    x, y = data(3, 4), np.array([[0.5, 0.5, 0, 0], [1, 0, 0, 0], [0.25] * 4])
+    parity(lambda a, b: F.kl_div(a.log_softmax(-1), b, reduction="batchmean"),
+           lambda a, b: TF.kl_div(a.log_softmax(-1), b, reduction="batchmean"), [x, y],
+           grad_mask=[True, False])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cosine_similarity_and_normalize(dtype):
+    a, b = data(3, 5, 2), data(3, 5, 2, seed=1)
+    parity(lambda x, y: F.cosine_similarity(x, y), lambda x, y: TF.cosine_similarity(x, y),
+           [a, b], dtype)
+    parity(lambda x, y: F.cosine_similarity(x, y, dim=-1),
+           lambda x, y: TF.cosine_similarity(x, y, dim=-1), [a, b], dtype)
+    parity(lambda x: F.normalize(x), lambda x: TF.normalize(x), [a], dtype)
+    parity(lambda x: F.normalize(x, p=3, dim=-1), lambda x: TF.normalize(x, p=3, dim=-1), [a],
+           dtype)
+
+
+def test_loss_modules():
+    x, y = data(4, 5), np.array([0, 4, 2, 1])
+    w = np.linspace(0.5, 1.5, 5)
+    for ours, theirs in [
+        (nn.CrossEntropyLoss(weight=w, label_smoothing=0.1),
+         torch.nn.CrossEntropyLoss(weight=torch.tensor(w), label_smoothing=0.1)),
+        (nn.NLLLoss(ignore_index=2, reduction="sum"),
+         torch.nn.NLLLoss(ignore_index=2, reduction="sum"))]:
+        np.testing.assert_allclose(ours(tg.tensor(x), y).numpy(),
+                                   theirs(torch.tensor(x), torch.tensor(y)).numpy(), rtol=1e-12)
+    z = data(4, 5, seed=3)
+    for ours, theirs in [(nn.MSELoss(), torch.nn.MSELoss()), (nn.L1Loss(), torch.nn.L1Loss()),
+                         (nn.HuberLoss(delta=0.5), torch.nn.HuberLoss(delta=0.5)),
+                         (nn.SmoothL1Loss(beta=0.5), torch.nn.SmoothL1Loss(beta=0.5)),
+                         (nn.BCEWithLogitsLoss(), torch.nn.BCEWithLogitsLoss()),
+                         (nn.CosineSimilarity(), torch.nn.CosineSimilarity())]:
+        np.testing.assert_allclose(ours(tg.tensor(x), tg.tensor(z)).numpy(),
+                                   theirs(torch.tensor(x), torch.tensor(z)).numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="MSELoss: unknown reduction"):
+        nn.MSELoss(reduction="avg")

@@ -3,9 +3,10 @@
 Class axis: as in PyTorch, the classes are axis 1 of the input: [N, C] or [N, C, d1, ...]
 with integer targets [N] or [N, d1, ...]. tinygen also accepts the class axis LAST,
 [..., C] with targets [...] (the language-model layout, logits [B, T, V] and targets
-[B, T]), when the target's shape fits only that reading; where the target's shape fits
-both (input [N, C, C]), PyTorch's reading wins. Probability targets have the input's shape
-and always use axis 1.
+[B, T]), when the target's shape fits only that reading. Where the target's shape fits
+both (input [N, C, C] and target [N, C]: the sequence length equals the vocabulary), the
+call raises ValueError rather than guess: reshape to [N, C]. Probability targets have the
+input's shape and always use axis 1.
 
 cross_entropy with integer targets is one fused Function (ops/loss.py); every other loss is
 a composition of Tensor ops.
@@ -30,7 +31,7 @@ def _array(t, like):
     """t (Tensor, array or None) as an array of like's float dtype on its device."""
     if t is None:
         return None
-    data = t.data if isinstance(t, Tensor) else np.asarray(t)
+    data = t.data if isinstance(t, Tensor) else t if hasattr(t, "dtype") else np.asarray(t)
     return to_device(data, like.device).astype(like.dtype, copy=False)
 
 
@@ -45,10 +46,15 @@ def _classes_last(x, target, op):
                         f"got {data.dtype} of shape {tuple(data.shape)}")
     shape = tuple(data.shape)
     if x.ndim == 1 and shape == ():                                   # one unbatched sample
-        x, axis = x.reshape(1, -1), 1
-    elif x.ndim <= 2 or shape == (x.shape[0],) + tuple(x.shape[2:]):  # PyTorch: axis 1
+        return x.reshape(1, -1), to_device(data.reshape(1), x.device), shape, x.shape[0]
+    torch_like, last = (x.shape[0],) + tuple(x.shape[2:]), tuple(x.shape[:-1])
+    if x.ndim > 2 and shape == torch_like == last:
+        raise ValueError(f"{op}: input {x.shape} with target {shape} is ambiguous: the "
+                         f"classes could be axis 1 (PyTorch's layout) or the last axis; "
+                         f"reshape to [N, C] and [N] (e.g. input.reshape(-1, C))")
+    if x.ndim <= 2 or shape == torch_like:                            # PyTorch: axis 1
         axis = 1
-    elif shape == tuple(x.shape[:-1]):                                # classes last
+    elif shape == last:                                               # classes last
         axis = x.ndim - 1
     else:
         raise ValueError(f"{op}: input {x.shape} needs an integer target of shape "
@@ -87,7 +93,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
-    tdata = target.data if isinstance(target, Tensor) else np.asarray(target)
+    tdata = target.data if isinstance(target, Tensor) else target
+    if getattr(tdata, "dtype", None) is None:  # a list or a number
+        tdata = np.asarray(tdata)
     if tdata.dtype.kind == "f":
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
     flat, idx, shape, C = _classes_last(input, target, "cross_entropy")
@@ -104,8 +112,9 @@ def _soft_cross_entropy(x, target, weight, reduction, eps):
     'mean' averages over the samples (and positions), as PyTorch does."""
     target = target if isinstance(target, Tensor) else Tensor(_array(target, x))
     if tuple(target.shape) != tuple(x.shape):
-        raise ValueError(f"cross_entropy: probability targets must have the input's shape "
-                         f"{x.shape}, got {tuple(target.shape)}")
+        raise ValueError(f"cross_entropy: target must hold integer class indices, or class "
+                         f"probabilities of the input's shape {x.shape}; got {target.dtype} "
+                         f"of shape {tuple(target.shape)}")
     axis = 1 if x.ndim > 1 else 0
     C = x.shape[axis]
     _check_weight(weight, C, "cross_entropy")
