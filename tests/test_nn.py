@@ -298,7 +298,8 @@ def test_init_helpers_statistics():
     t = init.kaiming_uniform_(_param(fan_out, fan_in), a=0).numpy()  # He init for ReLU
     bound = math.sqrt(6 / fan_in)
     assert np.abs(t).max() <= bound and abs(t.std() - math.sqrt(2 / fan_in)) < 0.05 * bound
-    t = init.kaiming_uniform_(_param(8, 4, 3, 3)).numpy()  # a conv weight: fan_in = 4*3*3
+    t = init.kaiming_uniform_(_param(8, 4, 3, 3), a=math.sqrt(5)).numpy()
+    # a conv weight: fan_in = 4*3*3
     assert np.abs(t).max() <= 1 / math.sqrt(36)
     p = _param(2, 2)
     assert init.normal_(p) is p and p.dtype == np.float32

@@ -314,3 +314,45 @@ def test_loss_modules():
                                    theirs(torch.tensor(x), torch.tensor(z)).numpy(), rtol=1e-12)
     with pytest.raises(ValueError, match="MSELoss: unknown reduction"):
         nn.MSELoss(reduction="avg")
+
+
+# ---- init -------------------------------------------------------------------------------
+def _std_and_bound(fill, shape):
+    t = fill(nn.Parameter(np.zeros(shape, np.float32)))
+    return float(t.numpy().std()), float(np.abs(t.numpy()).max())
+
+
+@pytest.mark.parametrize("shape", [(300, 200), (64, 32, 3, 3), (40, 60, 5)], ids=str)
+@pytest.mark.parametrize("name,kw", [("kaiming_uniform_", {}), ("kaiming_normal_", {}),
+                                     ("kaiming_uniform_", {"a": 5 ** 0.5}),
+                                     ("kaiming_normal_", {"mode": "fan_out",
+                                                          "nonlinearity": "relu"}),
+                                     ("xavier_uniform_", {"gain": 2.0}),
+                                     ("xavier_normal_", {}),
+                                     ("trunc_normal_", {"std": 0.5, "a": -0.6, "b": 0.9})],
+                         ids=str)
+def test_init_distributions_equal_torchs(name, kw, shape):
+    """The same distribution as torch.nn.init's (std and support, from 10⁴+ draws each):
+    so the fan computations and gains agree."""
+    ours = _std_and_bound(lambda t: getattr(nn.init, name)(t, **kw), shape)
+    theirs_t = getattr(torch.nn.init, name)(torch.empty(shape), **kw)
+    theirs = float(theirs_t.std()), float(theirs_t.abs().max())
+    assert ours[0] == pytest.approx(theirs[0], rel=0.05)
+    assert ours[1] <= theirs[1] * 1.3 + 1e-6 and ours[1] >= theirs[1] * 0.7
+    if name == "trunc_normal_":
+        t = nn.init.trunc_normal_(nn.Parameter(np.zeros(shape, np.float32)), **kw).numpy()
+        assert t.min() >= -0.6 and t.max() <= 0.9
+
+
+def test_calculate_gain_and_default_layer_init():
+    for nl, p in [("relu", None), ("tanh", None), ("leaky_relu", 0.2), ("selu", None),
+                  ("sigmoid", None), ("conv2d", None)]:
+        assert nn.init.calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p))
+    tg.manual_seed(0)
+    lin = nn.Linear(50, 400)
+    bound = 1 / 50 ** 0.5         # PyTorch's Linear: weight and bias U(±1/√in_features)
+    w = lin.weight.numpy()
+    assert np.abs(w).max() <= bound and w.std() == pytest.approx(bound / 3 ** 0.5, rel=0.05)
+    assert np.abs(lin.bias.numpy()).max() <= bound
+    with pytest.raises(ValueError, match="fan in and fan out"):
+        nn.init.xavier_uniform_(nn.Parameter(np.zeros(3, np.float32)))

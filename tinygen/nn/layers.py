@@ -20,7 +20,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device="cpu"):
         self.in_features, self.out_features = in_features, out_features
-        self.weight = init.kaiming_uniform_(_empty(out_features, in_features, device=device))
+        self.weight = init.kaiming_uniform_(_empty(out_features, in_features, device=device),
+                                             a=math.sqrt(5))
         self.bias = None
         if bias:
             bound = 1 / math.sqrt(in_features)
@@ -136,7 +137,7 @@ class _ConvNd(Module):
     K_w], that is C_out * K_h * K_w: PyTorch computes it the same way."""
 
     def __init__(self, weight_shape, bias, device):
-        self.weight = init.kaiming_uniform_(_empty(*weight_shape, device=device))
+        self.weight = init.kaiming_uniform_(_empty(*weight_shape, device=device), a=math.sqrt(5))
         self.bias = None
         if bias:
             fan_in = weight_shape[1] * weight_shape[2] * weight_shape[3]
