@@ -356,3 +356,28 @@ def test_calculate_gain_and_default_layer_init():
     assert np.abs(lin.bias.numpy()).max() <= bound
     with pytest.raises(ValueError, match="fan in and fan out"):
         nn.init.xavier_uniform_(nn.Parameter(np.zeros(3, np.float32)))
+
+
+# ---- padding ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("mode,pads", [
+    ("constant", (1, 2)), ("constant", (2, 0, 1, 3)), ("constant", (1, 1, 0, 2, 1, 0)),
+    ("constant", (-1, 2, 1, -1)), ("reflect", (2, 1)), ("reflect", (3, 2, 1, 3)),
+    ("replicate", (2, 3)), ("replicate", (1, 4, 2, 0)), ("circular", (2, 1)),
+    ("circular", (4, 3, 1, 2))], ids=str)
+def test_pad_parity(mode, pads, dtype):
+    # torch pads 2 sizes of a non-constant mode only on 2-D / 3-D inputs (tinygen: any)
+    x = data(2, 3, 5) if mode != "constant" and len(pads) == 2 else data(2, 3, 4, 5)
+    value = 0.5 if mode == "constant" else 0.0
+    kw = {"value": value} if mode == "constant" else {}
+    parity(lambda t: F.pad(t, pads, mode, **kw), lambda t: TF.pad(t, pads, mode, **kw),
+           [x], dtype)
+
+
+def test_pad_errors():
+    with pytest.raises(ValueError, match="pad: reflect padding"):
+        F.pad(tg.randn(2, 3), (3, 0), "reflect")
+    with pytest.raises(ValueError, match="pad: needs an even number"):
+        F.pad(tg.randn(2, 3), (1,))
+    with pytest.raises(ValueError, match="pad: mode must be"):
+        F.pad(tg.randn(2, 3), (1, 1), "wrap")

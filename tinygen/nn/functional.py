@@ -41,6 +41,7 @@ from tinygen.nn.functional_loss import (  # noqa: F401
     smooth_l1_loss,
 )
 from tinygen.nn.functional_norm import group_norm, instance_norm, rms_norm  # noqa: F401
+from tinygen.nn.functional_pad import pad  # noqa: F401
 from tinygen.ops.conv import check_conv_args
 from tinygen.random import dropout_generator
 from tinygen.tensor import Tensor
