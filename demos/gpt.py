@@ -74,6 +74,9 @@ class TrainConfig:
     block_size: int = at_least(64, 1)
     dropout: float = between(0.0, 0.0, 1.0)
     bias: bool = True
+    norm: str = one_of("layernorm", "rmsnorm")  # the modern block (LLaMA's): --norm rmsnorm
+    mlp: str = one_of("gelu", "swiglu")         # --mlp swiglu
+    pos_emb: str = one_of("learned", "rope")    # --pos_emb rope (rotary positions)
     # optimisation (nanoGPT's CPU recipe)
     batch_size: int = at_least(12, 1)  # the global batch: split over grad_accum and the ranks
     grad_accum: int = at_least(1, 1)  # micro-batches per step (gradients add up, no_sync)
@@ -129,7 +132,8 @@ class TrainConfig:
     def model_config(self, vocab_size):
         return GPTConfig(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
                          block_size=self.block_size, vocab_size=vocab_size,
-                         dropout=self.dropout, bias=self.bias)
+                         dropout=self.dropout, bias=self.bias, norm=self.norm,
+                         mlp=self.mlp, pos_emb=self.pos_emb)
 
 
 SMOKE = {"max_iters": 20, "eval_interval": 10, "eval_iters": 2, "log_interval": 5,

@@ -93,7 +93,7 @@ def gelu_case(env):
     def composed(x):
         return 0.5 * x * (1 + (math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)).tanh())
 
-    return [x], F.gelu, composed
+    return [x], partial(F.gelu, approximate="tanh"), composed
 
 
 def leaky_relu_case(env, slope=SLOPE):
@@ -286,25 +286,32 @@ def batch_norm_case(env):
     return leaves, fn, composed
 
 
-def cross_entropy_case(env, reduction, ndim):
+def cross_entropy_case(env, reduction, ndim, weighted=False, smoothing=0.0):
     lead = tuple(env.size() for _ in range(ndim - 1))
-    V = env.size(2, 5)
+    V = env.size(2, 5) if ndim == 2 else env.size(5, 6)  # [a, b, V] with b != V: unambiguous
     target = env.ints(0, V, lead)
     target[env.rng().random(lead) < 0.3] = -1  # some entries are ignored
     target.reshape(-1)[0] = V - 1              # and at least one is not
     valid = target != -1
     N = target.size
+    weight = np.abs(env.normal(V)) + 0.5 if weighted else np.ones(V)
 
-    def fn(logits):
-        return F.cross_entropy(logits, env.const(target), ignore_index=-1, reduction=reduction)
+    def fn(logits):  # classes last: logits [..., V], targets [...]
+        return F.cross_entropy(logits, env.const(target), ignore_index=-1, reduction=reduction,
+                               weight=env.const(weight) if weighted else None,
+                               label_smoothing=smoothing)
 
     def composed(logits):
         logp = logits.reshape(N, V).log_softmax(-1)
         picked = logp[env.const(np.arange(N)), env.const(np.where(valid, target, 0).ravel())]
-        losses = -picked * env.const(valid.ravel().astype(np.float64))
+        wy = env.const(np.where(valid, weight[np.where(valid, target, 0)], 0).ravel())
+        losses = -picked * wy * (1 - smoothing)
+        if smoothing:
+            smooth = -(logp * tg.tensor(env.const(weight))).sum(-1)
+            losses = losses + smooth * env.const(valid.ravel() * (smoothing / V))
         if reduction == "none":
             return losses.reshape(lead)
-        return losses.sum() / (int(valid.sum()) if reduction == "mean" else 1)
+        return losses.sum() / (float(wy.sum()) if reduction == "mean" else 1)
 
     return [env.leaf(*lead, V, scale=2.0)], fn, composed
 
@@ -507,6 +514,13 @@ CASES = [
     # losses (ops/loss.py)
     *[Case(f"cross_entropy-{r}-{n}d", partial(cross_entropy_case, reduction=r, ndim=n))
       for r in ("mean", "sum", "none") for n in (2, 3)],
+    *[Case(f"cross_entropy-{r}-weight-smoothing", partial(
+        cross_entropy_case, reduction=r, ndim=2, weighted=True, smoothing=0.2))
+      for r in ("mean", "none")],
+    Case("cross_entropy-mean-smoothing", partial(cross_entropy_case, reduction="mean", ndim=3,
+                                                 smoothing=0.1)),
+    Case("cross_entropy-sum-weight", partial(cross_entropy_case, reduction="sum", ndim=2,
+                                             weighted=True)),
     # attention (ops/attention.py)
     Case("attention", attention_case),
     Case("attention-causal", partial(attention_case, causal=True)),

@@ -14,6 +14,7 @@ from tinygen.autograd import no_grad
 from tinygen.backend import get_array_module
 from tinygen.checks import check_divisible, check_positive, check_probability
 from tinygen.creation import as_tensor
+from tinygen.models.rope import apply_rope
 from tinygen.models.sampling import apply_processors, sample
 from tinygen.nn import functional as F
 from tinygen.optim.groups import configure_optimizers
@@ -32,12 +33,16 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.rope_base = config.rope_base if config.pos_emb == "rope" else None
 
     def forward(self, x, cache=None):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv = self.c_attn(x).reshape(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # [3, B, nh, T, hs]
         q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.rope_base is not None:  # rotate q, k by their absolute positions
+            start = 0 if cache is None or "k" not in cache else cache["k"].shape[2]
+            q, k = (apply_rope(t, start, self.rope_base) for t in (q, k))
         if cache is not None:  # generation: append this step's keys/values to the past ones
             if "k" in cache:
                 k, v = cat([cache["k"], k], axis=2), cat([cache["v"], v], axis=2)
@@ -56,17 +61,45 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class SwiGLUMLP(nn.Module):
+    """SwiGLU feed-forward (Shazeer 2020, "GLU Variants Improve Transformer"; LLaMA):
+    c_proj(silu(x W_gate) * (x W_up)), hidden size 8/3 · n_embd (rounded up to a multiple
+    of 8) so that its three matrices hold about as many weights as GELU's two of 4 · n_embd.
+    W_gate and W_up are one Linear c_fc [2 hidden, C]: one matmul, then split."""
+
+    def __init__(self, config):
+        hidden = -(-8 * config.n_embd // 3)            # ⌈8C/3⌉
+        hidden = 8 * -(-hidden // 8)                    # up to a multiple of 8
+        self.hidden = hidden
+        self.c_fc = nn.Linear(config.n_embd, 2 * hidden, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        gate, up = self.c_fc(x).split(self.hidden, -1)               # [B, T, hidden] each
+        return self.dropout(self.c_proj(F.silu(gate) * up))
+
+
+def make_norm(config):
+    """The block's normalisation: LayerNorm (GPT-2) or RMSNorm (Zhang & Sennrich 2019;
+    LLaMA), as config.norm says."""
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=1e-5)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x)); ln is
+    LayerNorm or RMSNorm, mlp GELU's or SwiGLU's (GPTConfig.norm, GPTConfig.mlp)."""
 
     def __init__(self, config):
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = SwiGLUMLP(config) if config.mlp == "swiglu" else MLP(config)
 
     def forward(self, x, cache=None):
         x = x + self.attn(self.ln_1(x), cache)
@@ -95,22 +128,37 @@ class GPTConfig:
     n_embd: int = 384       # channels of the residual stream
     dropout: float = 0.0    # dropout probability in training (0 for small data / CPU)
     bias: bool = True       # biases in Linear and LayerNorm (GPT-2 has them)
+    # the modern decoder block (LLaMA's choices), one switch each; the defaults are GPT-2's
+    norm: str = "layernorm"  # "layernorm" or "rmsnorm"
+    mlp: str = "gelu"        # "gelu" (4C, tanh GELU) or "swiglu"
+    pos_emb: str = "learned"  # "learned" (wpe table) or "rope" (rotary, no table)
+    rope_base: float = 10000.0  # RoPE's θ base
 
     def __post_init__(self):
         check_positive(self, "block_size", "vocab_size", "n_layer", "n_head", "n_embd")
         check_divisible(self, "n_embd", "n_head")
         check_probability(self, "dropout")
+        for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("mlp", ("gelu", "swiglu")),
+                              ("pos_emb", ("learned", "rope"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GPTConfig: {name} must be one of {allowed}, got "
+                                 f"{getattr(self, name)!r}")
+        if self.pos_emb == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"GPTConfig: pos_emb='rope' needs an even head size, got "
+                             f"n_embd / n_head = {self.n_embd // self.n_head}")
 
 
 class GPT(nn.Module):
     def __init__(self, config):
         self.config = config
+        modules = {"wte": nn.Embedding(config.vocab_size, config.n_embd)}
+        if config.pos_emb == "learned":
+            modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(config.vocab_size, config.n_embd),
-            "wpe": nn.Embedding(config.block_size, config.n_embd),
+            **modules,
             "drop": nn.Dropout(config.dropout),
             "h": nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-            "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+            "ln_f": make_norm(config),
         })
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # weight tying (Press & Wolf 2017): the output layer reuses the token embedding
@@ -145,8 +193,10 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"GPT: {start + T} positions exceed block_size "
                              f"{self.config.block_size}")
-        pos = get_array_module(idx).arange(start, start + T)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # [B, T, C] + [T, C]
+        x = self.transformer.wte(idx)                              # [B, T, C]
+        if self.config.pos_emb == "learned":
+            pos = get_array_module(idx).arange(start, start + T)
+            x = x + self.transformer.wpe(pos)                      # + [T, C]
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, None if caches is None else caches[i])

@@ -193,6 +193,11 @@ def from_pretrained(cls, name_or_path, dropout=None):
 
 def hf_config(config):
     """config.json for a tinygen GPTConfig (GPT2Config's fields)."""
+    modern = {k: getattr(config, k, d) for k, d in
+              (("norm", "layernorm"), ("mlp", "gelu"), ("pos_emb", "learned"))}
+    if modern != {"norm": "layernorm", "mlp": "gelu", "pos_emb": "learned"}:
+        raise ValueError(f"hf_config: GPT-2's format has no {modern}: only a GPT with "
+                         f"norm='layernorm', mlp='gelu', pos_emb='learned' exports")
     out = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
            "vocab_size": config.vocab_size, "n_positions": config.block_size,
            "n_embd": config.n_embd, "n_layer": config.n_layer, "n_head": config.n_head,

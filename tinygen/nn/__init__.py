@@ -1,9 +1,27 @@
 """tinygen.nn: Module, Parameter, layers, functional and init (PyTorch's names)."""
 
 from tinygen.nn import functional, init  # noqa: F401
+from tinygen.nn.activation import (  # noqa: F401
+    CELU,
+    ELU,
+    GELU,
+    GLU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    Identity,
+    LogSigmoid,
+    LogSoftmax,
+    Mish,
+    ReLU6,
+    SiLU,
+    Softmax,
+    Softplus,
+    Softsign,
+)
 from tinygen.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: F401
 from tinygen.nn.layers import (  # noqa: F401
-    GELU,
     Conv2d,
     ConvTranspose2d,
     Dropout,
@@ -17,4 +35,17 @@ from tinygen.nn.layers import (  # noqa: F401
     Tanh,
     Unflatten,
 )
+from tinygen.nn.loss import (  # noqa: F401
+    BCELoss,
+    BCEWithLogitsLoss,
+    CosineSimilarity,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from tinygen.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
+from tinygen.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm  # noqa: F401

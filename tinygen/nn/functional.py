@@ -11,6 +11,37 @@ import numpy as np
 
 from tinygen import ops
 from tinygen.backend import check_index_bounds, device_of, get_array_module, to_device
+from tinygen.nn.functional_activation import (  # noqa: F401  (the F namespace)
+    celu,
+    elu,
+    gelu,
+    glu,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    logsigmoid,
+    mish,
+    relu6,
+    selu,
+    silu,
+    softplus,
+    softsign,
+)
+from tinygen.nn.functional_loss import (  # noqa: F401
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cosine_similarity,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    normalize,
+    smooth_l1_loss,
+)
+from tinygen.nn.functional_norm import group_norm, instance_norm, rms_norm  # noqa: F401
+from tinygen.nn.functional_pad import pad  # noqa: F401
 from tinygen.ops.conv import check_conv_args
 from tinygen.random import dropout_generator
 from tinygen.tensor import Tensor
@@ -41,13 +72,6 @@ def tanh(x):
     return x.tanh()
 
 
-def gelu(x, approximate="tanh"):
-    """GELU in the tanh form that GPT-2 uses (PyTorch's approximate='tanh')."""
-    if approximate != "tanh":
-        raise ValueError(f"gelu: only approximate='tanh' is implemented, got {approximate!r}")
-    return ops.GELUFunction.apply(x)
-
-
 def softmax(x, axis=-1, *, dim=None):
     return ops.Softmax.apply(x, axis=axis if dim is None else dim)
 
@@ -60,12 +84,17 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalise over the last axis (normalized_shape must be (C,), as in transformers)."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(
         normalized_shape)
-    if shape != x.shape[-1:]:
-        raise ValueError(f"layer_norm: normalized_shape {shape} must be the last axis of "
+    if not shape or shape != tuple(x.shape[x.ndim - len(shape):]):
+        raise ValueError(f"layer_norm: normalized_shape {shape} must be the trailing axes of "
                          f"the input, whose shape is {x.shape}")
-    inputs = [t for t in (weight, bias) if t is not None]
     if bias is not None and weight is None:
         raise ValueError("layer_norm: a bias without a weight is not supported")
+    if len(shape) > 1:  # several trailing axes: normalise them as one flattened axis
+        flat = [t if t is None else t.reshape(-1) for t in (weight, bias)]
+        n = math.prod(shape)
+        out = layer_norm(x.reshape(*x.shape[:x.ndim - len(shape)], n), n, *flat, eps=eps)
+        return out.reshape(x.shape)
+    inputs = [t for t in (weight, bias) if t is not None]
     return ops.LayerNormFunction.apply(x, *inputs, eps=eps)
 
 
@@ -129,45 +158,6 @@ def one_hot(tensor, num_classes=-1):
         raise ValueError(f"one_hot: class ids must be in [0, {n}), got "
                          f"{int(ids.min())}..{int(ids.max())}")
     return Tensor._make((ids[..., None] == xp.arange(n)).astype(np.int64), None)
-
-
-def cross_entropy(logits, target, ignore_index=-100, reduction="mean"):
-    """Cross-entropy of logits [N, V] (or [..., V], the class axis last) against integer
-    targets [N] (or [...]); targets equal to ignore_index count for nothing."""
-    target = _class_indices(target, "cross_entropy", logits, (0, logits.shape[-1]),
-                            ignore=ignore_index)
-    if tuple(target.shape) != logits.shape[:-1]:
-        raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
-                         f"{logits.shape[:-1]}, got {tuple(target.shape)}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: unknown reduction {reduction!r}")
-    flat = logits.reshape(-1, logits.shape[-1]) if logits.ndim != 2 else logits
-    out = ops.CrossEntropy.apply(flat, ignore_index=ignore_index, reduction=reduction,
-                                   target=target.reshape(-1))
-    return out.reshape(target.shape) if reduction == "none" else out
-
-
-def nll_loss(log_probs, target):
-    """Mean of -log_probs[target] for log-probabilities [N, V] (or [..., V])."""
-    target = _class_indices(target, "nll_loss", log_probs, (0, log_probs.shape[-1]))
-    if tuple(target.shape) != log_probs.shape[:-1]:
-        raise ValueError(f"nll_loss: log_probs {log_probs.shape} need targets of shape "
-                         f"{log_probs.shape[:-1]}, got {tuple(target.shape)}")
-    flat, target = log_probs.reshape(-1, log_probs.shape[-1]), target.reshape(-1)
-    return -flat[get_array_module(target).arange(len(target)), target].mean()
-
-
-def mse_loss(input, target, reduction="mean"):
-    diff = input - target
-    sq = diff * diff
-    return sq.mean() if reduction == "mean" else sq.sum() if reduction == "sum" else sq
-
-
-def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
-    """-[y log σ(x) + (1-y) log(1-σ(x))], written as max(x,0) - x y + log(1 + e^-|x|),
-    which never takes the log of a rounded-to-zero probability."""
-    loss = logits.relu() - logits * target + ((-logits.abs()).exp() + 1).log()
-    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 
 def _keep_mask(shape, x, p):

@@ -20,7 +20,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device="cpu"):
         self.in_features, self.out_features = in_features, out_features
-        self.weight = init.kaiming_uniform_(_empty(out_features, in_features, device=device))
+        self.weight = init.kaiming_uniform_(_empty(out_features, in_features, device=device),
+                                             a=math.sqrt(5))
         self.bias = None
         if bias:
             bound = 1 / math.sqrt(in_features)
@@ -46,18 +47,25 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    def __init__(self, normalized_shape, eps=1e-5, bias=True, device="cpu"):
+    """Normalise over the trailing normalized_shape axes; elementwise_affine=False has no
+    weight or bias, bias=False a weight only (PyTorch's arguments)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 device="cpu"):
         self.normalized_shape = (normalized_shape,) if isinstance(
             normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
-        self.weight = init.ones_(_empty(*self.normalized_shape, device=device))
-        self.bias = _empty(*self.normalized_shape, device=device) if bias else None
+        self.weight = self.bias = None
+        if elementwise_affine:
+            self.weight = init.ones_(_empty(*self.normalized_shape, device=device))
+            self.bias = _empty(*self.normalized_shape, device=device) if bias else None
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}"
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.weight is not None}")
 
 
 class Dropout(Module):
@@ -74,11 +82,6 @@ class Dropout(Module):
 class ReLU(Module):
     def forward(self, x):
         return x.relu()
-
-
-class GELU(Module):
-    def forward(self, x):
-        return F.gelu(x)
 
 
 class Tanh(Module):
@@ -134,7 +137,7 @@ class _ConvNd(Module):
     K_w], that is C_out * K_h * K_w: PyTorch computes it the same way."""
 
     def __init__(self, weight_shape, bias, device):
-        self.weight = init.kaiming_uniform_(_empty(*weight_shape, device=device))
+        self.weight = init.kaiming_uniform_(_empty(*weight_shape, device=device), a=math.sqrt(5))
         self.bias = None
         if bias:
             fan_in = weight_shape[1] * weight_shape[2] * weight_shape[3]

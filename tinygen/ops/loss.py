@@ -5,34 +5,57 @@ from tinygen.backend import get_array_module
 
 
 class CrossEntropy(Function):
-    """Mean of -log softmax(logits)[target] over targets that are not ignore_index.
-    logits [N, V], target [N] integers (an option, not a graph input).
+    """-log softmax(logits)[target] per row, over targets that are not ignore_index, with
+    PyTorch's class `weight` [V] and `label_smoothing` ε. logits [N, V], target [N]
+    integers (an option, not a graph input). Per row i (w = 1 without a weight):
 
-    Replaces the composition `-logits.log_softmax(-1)[arange(N), target]` masked and
-    averaged. Fused for stability (log-sum-exp, never the log of a rounded-to-zero
+        loss_i = (1 - ε) w[y_i] (-logp[i, y_i]) + ε/V Σ_c w_c (-logp[i, c])
+
+    'mean' divides the sum by Σ_i w[y_i] over the kept rows (PyTorch's weighted mean).
+
+    Replaces the composition `-logits.log_softmax(-1)[arange(N), target]` masked, weighted
+    and averaged. Fused for stability (log-sum-exp, never the log of a rounded-to-zero
     probability) and memory (no one-hot matrix; backward is softmax - one_hot in place)."""
 
-    def forward(self, logits, target, ignore_index=-100, reduction="mean"):
+    def forward(self, logits, target, ignore_index=-100, reduction="mean", weight=None,
+                label_smoothing=0.0):
         xp = get_array_module(logits)
-        N = logits.shape[0]
+        N, V = logits.shape
         valid = target != ignore_index
         safe = xp.where(valid, target, 0)
         # bounds: checked by F.cross_entropy (backend.check_index_bounds), without a sync
         logp = logits - logits.max(axis=1, keepdims=True)
         logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
-        picked = logp[xp.arange(N), safe] * valid
+        wy = valid.astype(logits.dtype) if weight is None else weight[safe] * valid  # [N]
+        eps = label_smoothing
+        losses = -logp[xp.arange(N), safe] * wy
+        if eps:
+            smooth = -(logp.sum(axis=1) if weight is None else logp @ weight)       # [N]
+            losses = (1 - eps) * losses + (eps / V) * smooth * valid
         self.logp, self.safe, self.valid, self.reduction = logp, safe, valid, reduction
+        self.wy, self.weight, self.eps = wy, weight, eps
         # a device scalar on the GPU: no int() sync
-        self.count = (xp.maximum(valid.sum(), 1).astype(logits.dtype) if reduction == "mean"
-                      else 1)
+        # (all rows ignored without a weight: 0, not PyTorch's 0/0 = nan)
+        self.count = (1 if reduction != "mean" else wy.sum() if weight is not None
+                      else xp.maximum(wy.sum(), 1))
         if reduction == "none":
-            return -picked
-        return -picked.sum() / self.count
+            return losses
+        return losses.sum() / self.count
 
     def backward(self, grad):
         xp = get_array_module(self.logp)
+        N, V = self.logp.shape
         g = xp.exp(self.logp)                        # softmax
-        g[xp.arange(g.shape[0]), self.safe] -= 1     # softmax - one_hot(target)
+        eps, wy = self.eps, self.wy
+        if not eps:                                  # wy (softmax - one_hot(target))
+            g[xp.arange(N), self.safe] -= 1
+            g *= wy[:, None]
+        else:  # d/dz of Σ_c q_c (-logp_c) is softmax · Σ_c q_c - q, for the row's q
+            kept = self.valid.astype(g.dtype) * (eps / V)
+            wsum = V if self.weight is None else self.weight.sum()
+            g *= ((1 - eps) * wy + kept * wsum)[:, None]
+            g[xp.arange(N), self.safe] -= (1 - eps) * wy
+            g -= kept[:, None] * (1 if self.weight is None else self.weight[None, :])
         scale = grad[:, None] if self.reduction == "none" else grad / self.count
-        g *= self.valid[:, None] * scale
+        g *= scale
         return g

@@ -82,7 +82,9 @@ def response_logits(gpt, tokens, prompt_len):
 def token_logprobs(logits, response_ids):
     """log π(y_t | x, y_<t) of the given tokens: logits [B, R, V], ids [B, R] -> [B, R].
     (The fused cross-entropy is -log softmax at the target, computed stably.)"""
-    return -F.cross_entropy(logits, response_ids, reduction="none")
+    B, R, V = logits.shape  # flattened: [B, R, V] would be ambiguous if R == V
+    ids = response_ids.reshape(-1) if hasattr(response_ids, "reshape") else response_ids
+    return -F.cross_entropy(logits.reshape(B * R, V), ids, reduction="none").reshape(B, R)
 
 
 def response_logprobs(gpt, tokens, prompt_len):
