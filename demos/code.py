@@ -1,19 +1,21 @@
-"""Code synthesis, top to bottom: a small char-level GPT writes programs from a description and
-two examples, is judged by running them on hidden tests in a sandbox (pass@k, Codex: Chen et
-al. 2021), is improved by RL from execution feedback (GRPO, DeepSeekMath: Shao et al. 2024),
+"""Code synthesis, top to bottom: a small GPT (its tokens: pieces of the task's code, see
+ProgramTokenizer) writes programs from a description and two examples, is judged by running
+them on hidden tests in a sandbox (pass@k, Codex: Chen et al. 2021), is improved by RL from execution feedback (GRPO, DeepSeekMath: Shao et al. 2024),
 and is asked to fix programs with one injected bug.
 
     0. the task (tinygen/data/programs.py): pipelines of 1-4 primitives over lists of
        integers; evaluation uses only compositions (structural keys) never trained on
     1. SFT: one GPT trained on (spec -> program) and (buggy program + failing test -> program)
-    2. pass@1 and pass@10 of SFT on held-out specs: n samples each at a temperature, the
-       unbiased estimator (tinygen/rl/pass_at_k.py), judged by tinygen/rl/sandbox.py
+    2. pass@1 and pass@10 of SFT on held-out specs: n samples at temperature 0.2 (pass@1)
+       and n at 0.8 (pass@10), the unbiased estimator (tinygen/rl/pass_at_k.py), judged by
+       tinygen/rl/sandbox.py
     3. GRPO (tinygen/rl/grpo.py) on training specs: G programs per spec, reward = fraction of
-       hidden tests passed, group-normalised advantages, clipped ratio, KL to the SFT model
+       hidden tests passed, group-normalised advantages, clipped ratio, KL to the SFT model;
+       only groups with mixed rewards are kept (the others have zero advantage)
     4. pass@1 and pass@10 after GRPO on the same held-out specs, the KL to the reference
     5. repair: the fix rate on held-out programs with one injected bug (greedy decoding)
 
-    python demos/code.py                        # 46 min measured on a heavily shared 2-core box
+    python demos/code.py                        # ~13 min measured on a shared 2-core box
     python demos/code.py --seed 2 --out_dir out/code_2
     python demos/code.py --smoke                # a few seconds, to check that it all runs
 
@@ -57,7 +59,7 @@ class Args:
     eval_specs: int = 100           # held-out specs for pass@k
     repair_specs: int = 100         # held-out programs with one injected bug
     holdout_mod: int = 5            # 1/holdout_mod of the compositions are held out
-    # the model: a char-level GPT
+    # the model: a GPT over ProgramTokenizer's pieces (a program is about 8 tokens)
     n_layer: int = 2
     n_head: int = 4
     n_embd: int = 96
