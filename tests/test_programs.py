@@ -6,6 +6,7 @@ import pytest
 from tinygen.data.programs import (
     ALPHABET,
     BY_NAME,
+    EOS,
     PAD,
     PRIMITIVES,
     ProgramTask,
@@ -87,3 +88,27 @@ def test_prompts_pad_and_tokenize():
         pad_left("x" * 9, 8)
     with pytest.raises(ValueError, match="max_depth"):
         ProgramTask(max_depth=5)
+
+
+def test_program_tokenizer_is_compact_and_round_trips():
+    task, tok, rng = ProgramTask(), tokenizer(), np.random.default_rng(3)
+    lengths = []
+    for _ in range(100):
+        spec = task.sample(rng)
+        for text in (task.prompt(spec), spec.program + EOS):
+            assert tok.decode(tok.encode(text)) == text
+        lengths.append(len(tok.encode(spec.program)) / len(spec.program))
+        bug = task.inject_bug(spec, rng)
+        if bug is not None:
+            prompt = task.repair_prompt(*bug)
+            assert tok.decode(tok.encode(prompt)) == prompt
+    assert np.mean(lengths) < 0.2          # a program: about 8 tokens for 60+ characters
+    # any text over the alphabet encodes, one character at a time where no piece fits: the
+    # model is free to write invalid programs, and they are judged like any other
+    odd = "def f(x):\n x=[v for v in x if v>]\n return sorted(x"
+    assert tok.decode(tok.encode(odd)) == odd
+    assert tok.decode(tok.encode("x" * 5)) == "xxxxx" and len(tok.encode("x" * 5)) == 5
+    with pytest.raises(ValueError, match="not in the task's alphabet"):
+        tok.encode("x=1.5")
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tok.decode([tok.vocab_size])

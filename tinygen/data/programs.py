@@ -24,10 +24,10 @@ same judge that scores the model. Read in order: the primitives, the task (keys,
 programs and tests, prompts), the injected bugs for repair.
 """
 
+import re
 import zlib
 from dataclasses import dataclass
 
-from tinygen.data.tokenizers import CharTokenizer
 from tinygen.rl.sandbox import SandboxError, compile_program, run_tests
 
 EOS, PAD = "$", "~"   # end of a program; left padding of prompts to a fixed length
@@ -86,7 +86,53 @@ ALPHABET = "".join(sorted(set("".join(p.describe + p.code + "".join(map("".join,
 
 
 def tokenizer():
-    return CharTokenizer(ALPHABET)
+    return ProgramTokenizer()
+
+
+class ProgramTokenizer:
+    """Pieces of the task's own surface form as tokens, so a program is ~8 tokens, not ~70
+    characters: a step's code line up to its constant ("\n x=[v+"), the rest of it
+    (" for v in x]"), the description words ("keep >"), "def f(x):", "\n return x" --
+    what byte-pair merges on this corpus would learn (Sennrich et al. 2016), written down.
+    Every single character of ALPHABET is a token too, so any text over it encodes and the
+    model may write anything, valid or not; encode takes the longest piece at each place.
+    The pieces of the injected bugs are included, so repair prompts stay short."""
+
+    def __init__(self):
+        pieces = {"def f(x):", "\n return x", ", ", "->", "fix "}
+        for p in PRIMITIVES:
+            pieces.update(p.describe.split("{c}"))
+            for code in [p.code] + [p.code.replace(a, b, 1) for a, b in p.bugs]:
+                pieces.update(("\n " + code.replace("\n", "\n ")).split("{c}"))
+        pieces = sorted(pieces - {""} - set(ALPHABET))
+        self.pieces = list(ALPHABET) + pieces          # ids: the characters, then the pieces
+        self.stoi = {s: i for i, s in enumerate(self.pieces)}
+        self._split = re.compile("|".join(map(re.escape, sorted(self.pieces, key=len,
+                                                                  reverse=True))))
+
+    @property
+    def vocab_size(self):
+        return len(self.pieces)
+
+    def encode(self, text):
+        ids, end = [], 0
+        for m in self._split.finditer(text):
+            if m.start() != end:
+                break
+            ids.append(self.stoi[m.group()])
+            end = m.end()
+        if end != len(text):
+            raise ValueError(f"ProgramTokenizer.encode: character {text[end]!r} at position "
+                             f"{end} is not in the task's alphabet")
+        return ids
+
+    def decode(self, ids):
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        bad = [i for i in ids if not 0 <= i < len(self.pieces)]
+        if bad:
+            raise ValueError(f"ProgramTokenizer.decode: token id {bad[0]} is outside the "
+                             f"vocabulary of {len(self.pieces)}")
+        return "".join(self.pieces[i] for i in ids)
 
 
 @dataclass
