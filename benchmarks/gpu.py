@@ -18,13 +18,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from common import timed
+
 CONFIGS = {
     "baby": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch": 12},
     "shakespeare-char": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256,
@@ -188,19 +189,6 @@ def torch_step(cfg, seed=0):
     return step
 
 
-def timed(step, sync, iters, warmup=3):
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
-
-
 def gpu_benchmark(iters):
     import cupy
     import torch
@@ -211,10 +199,10 @@ def gpu_benchmark(iters):
         pool = cupy.get_default_memory_pool()
         pool.free_all_blocks()
         _, tg_step = gpt_step(cfg, "cuda")
-        tg_ms = timed(tg_step, cupy.cuda.Device().synchronize, iters)
+        tg_ms, _ = timed(tg_step, iters, cupy.cuda.Device().synchronize)
         tg_peak = pool.total_bytes()  # what the pool holds after the step: its high-water mark
         torch.cuda.reset_peak_memory_stats()
-        th_ms = timed(torch_step(cfg), torch.cuda.synchronize, iters)
+        th_ms, _ = timed(torch_step(cfg), iters, torch.cuda.synchronize)
         results[name] = {
             "tinygen": {"ms_per_iter": tg_ms, "tokens_per_s": tokens / tg_ms * 1000,
                         "peak_device_mib": tg_peak / 2**20},
