@@ -7,6 +7,7 @@ import math
 
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module
+from tinygen.blocked import in_row_blocks
 
 
 class ReLUFunction(Function):
@@ -41,37 +42,54 @@ class GELUFunction(Function):
     """GELU, tanh form (GPT-2): 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
 
     Replaces the composition `0.5 * x * (1 + (K * (x + 0.044715 * x ** 3)).tanh())`.
-    Fused for speed and memory: one node keeping x and the tanh instead of eight nodes,
-    each holding an array the size of x, and the arithmetic done in place."""
+    Fused for speed and memory: one node keeping x and σ(2z) instead of eight nodes, each
+    holding an array the size of x. Computed as x σ(2z), z = √(2/π) (x + 0.044715 x³):
+    the same function, as 0.5 (1 + tanh z) = σ(2z) = 1 / (1 + e^(-2z)), but one exp, which
+    NumPy vectorises, instead of its tanh, which it does not on AVX2 machines (2x slower).
+    Both passes run in row blocks on every core (tinygen.blocked: 2.5x faster, measured in
+    docs/cpu_speed.md); each block function is the formula, in place."""
 
     K = math.sqrt(2.0 / math.pi)
 
     def forward(self, x):
         xp = get_array_module(x)
-        inner = x * x
-        inner *= 0.044715 * self.K
-        inner += self.K
-        inner *= x                        # √(2/π) (x + 0.044715 x³)
-        self.x, self.t = x, xp.tanh(inner, out=inner)
-        out = self.t + 1
-        out *= x
-        out *= 0.5
+        out, s = xp.empty_like(x), xp.empty_like(x)
+        in_row_blocks(self._forward, x, out, s)
+        self.x, self.s = x, s
         return out
 
+    @classmethod
+    def _forward(cls, x, out, s):
+        xp = get_array_module(x)
+        xp.multiply(x, x, out=s)           # s = -2z = -2√(2/π) (x + 0.044715 x³)
+        s *= -2 * cls.K * 0.044715
+        s -= 2 * cls.K
+        s *= x
+        xp.minimum(s, 88.0, out=s)         # e^88 is finite in float32: no overflow
+        xp.exp(s, out=s)
+        s += 1
+        xp.reciprocal(s, out=s)            # s = σ(2z) = 0.5 (1 + tanh z)
+        xp.multiply(x, s, out=out)         # GELU = x σ(2z)
+
     def backward(self, grad):
-        x, t = self.x, self.t
-        # d/dx = 0.5 (1 + t) + 0.5 x (1 - t²) √(2/π) (1 + 3 · 0.044715 x²)
-        dinner = x * x
-        dinner *= 3 * 0.044715 * self.K
-        dinner += self.K
-        sech2 = t * t
-        sech2 -= 1
-        dinner *= sech2                   # -(1 - t²) · d(inner)/dx
-        dinner *= x
-        dinner -= t
-        dinner -= 1
-        dinner *= -0.5 * grad
-        return dinner
+        gx = get_array_module(grad).empty_like(self.x)
+        in_row_blocks(self._backward, grad, self.x, self.s, gx)
+        return gx
+
+    @classmethod
+    def _backward(cls, grad, x, s, gx):
+        # d/dx x σ(2z) = σ + x · 2σ(1 - σ) z' = σ (1 + 2x z' (1 - σ)),
+        # z' = √(2/π) (1 + 3 · 0.044715 x²)
+        xp = get_array_module(x)
+        d = xp.multiply(x, x)
+        d *= 6 * 0.044715 * cls.K
+        d += 2 * cls.K
+        d *= x                             # 2x z'
+        xp.multiply(d, s, out=gx)
+        d -= gx                            # 2x z' (1 - σ)
+        d += 1
+        d *= s
+        xp.multiply(d, grad, out=gx)
 
 
 class LeakyReLUFunction(Function):

@@ -3,10 +3,12 @@
 Shapes use B batch, nh heads, Tq query and Tk key positions, hs head size."""
 
 import math
+from functools import partial
 from typing import ClassVar
 
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module, row_sums
+from tinygen.blocked import in_row_blocks
 
 
 class ScaledDotProductAttention(Function):
@@ -24,19 +26,29 @@ class ScaledDotProductAttention(Function):
         xp = get_array_module(q)
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
         att = q @ k.swapaxes(-1, -2)                          # [B, nh, Tq, Tk]
-        att *= self.scale
-        if is_causal:
-            att += self._causal_mask(xp, q.shape[-2], k.shape[-2], att.dtype)
+        mask = self._causal_mask(xp, q.shape[-2], k.shape[-2], att.dtype) if is_causal else None
         if attn_mask is not None:
+            att *= self.scale
             att += attn_mask
-        att -= att.max(axis=-1, keepdims=True)
-        xp.exp(att, out=att)
-        att /= row_sums(att)
+            self._softmax(att, 1.0, None)    # a mask of any broadcast shape: whole arrays
+        else:  # softmax(att · scale + mask) over key rows, a block of heads at a time
+            in_row_blocks(self._softmax, _heads(att), shared=(self.scale, mask),
+                          flatten=False)
         self.q, self.k, self.v, self.att, self.dropout = q, k, v, att, dropout
         if dropout is not None:
             att = att * dropout
         self.att_used = att
         return att @ v                                        # [B, nh, Tq, hs]
+
+    @staticmethod
+    def _softmax(att, scale, mask):
+        """att <- softmax(att · scale + mask) along the last axis, in place."""
+        att *= scale
+        if mask is not None:
+            att += mask
+        att -= att.max(axis=-1, keepdims=True)
+        get_array_module(att).exp(att, out=att)
+        att /= row_sums(att)
 
     @classmethod
     def _causal_mask(cls, xp, Tq, Tk, dtype):
@@ -53,12 +65,27 @@ class ScaledDotProductAttention(Function):
         q, k, v, att = self.q, self.k, self.v, self.att
         gv = self.att_used.swapaxes(-1, -2) @ grad            # [B, nh, Tk, hs]
         gatt = grad @ v.swapaxes(-1, -2)                      # [B, nh, Tq, Tk]
-        if self.dropout is not None:
-            gatt *= self.dropout
-        # softmax backward: ds = att * (gatt - sum(gatt * att))
-        gatt -= row_sums(gatt * att)
-        gatt *= att
-        gatt *= self.scale
+        rows = [a for a in (gatt, att, self.dropout) if a is not None]
+        if any(a.shape != gatt.shape for a in rows):  # a broadcast dropout mask: whole arrays
+            self._softmax_backward(self.scale, *rows)
+        else:  # a block of heads at a time
+            in_row_blocks(partial(self._softmax_backward, self.scale), *map(_heads, rows),
+                          flatten=False)
         gq = gatt @ k                                         # [B, nh, Tq, hs]
         gk = gatt.swapaxes(-1, -2) @ q                        # [B, nh, Tk, hs]
         return gq, gk, gv
+
+    @staticmethod
+    def _softmax_backward(scale, gatt, att, drop=None):
+        """gatt <- the gradient of the scores from that of the (dropped-out) softmax, in place:
+        ds = att * (gatt - sum(gatt * att)) · scale."""
+        if drop is not None:
+            gatt *= drop
+        gatt -= row_sums(gatt * att)
+        gatt *= att
+        gatt *= scale
+
+
+def _heads(a):
+    """[..., Tq, Tk] -> [heads, Tq, Tk]: the rows in_row_blocks shares out (a view here)."""
+    return a.reshape(-1, *a.shape[-2:])

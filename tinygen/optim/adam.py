@@ -7,7 +7,10 @@ coefficients so float32 stays float32 and no step allocates more than two tempor
 import math
 
 from tinygen.backend import get_array_module
+from tinygen.blocked import in_row_blocks
 from tinygen.optim.optimizer import Optimizer
+
+ADAM_BLOCK_BYTES = 64 * 1024  # per array: x, g, m, v and one temporary stay in L2
 
 
 class Adam(Optimizer):
@@ -48,26 +51,40 @@ class Adam(Optimizer):
                              state["step"], group)
 
     def _update(self, x, g, m, v, t, group):
-        """One Adam step in place on x (and the moments m, v) from the gradient g."""
+        """One Adam step in place on x (and the moments m, v) from the gradient g, in
+        blocks on every core (tinygen.blocked: each block's temporaries stay in cache)."""
         lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                        group["weight_decay"])
+        c = {"shrink": 1.0 - lr * wd if wd and self.decoupled else None,
+             "l2": wd if wd and not self.decoupled else None,
+             "beta1": beta1, "beta2": beta2, "eps": eps,
+             "rbias2": 1.0 / math.sqrt(1.0 - beta2 ** t), "step": lr / (1.0 - beta1 ** t)}
+        if x.ndim != 1 or not all(a.flags.c_contiguous for a in (x, g, m, v)):
+            return self._adam_formula(x, g, m, v, c)  # one parameter: the whole arrays
+        # a flat buffer [total]: its blocks are slices
+        in_row_blocks(self._adam_formula, x, g, m, v, shared=(c,),
+                      block_bytes=ADAM_BLOCK_BYTES)
+
+    @staticmethod
+    def _adam_formula(x, g, m, v, c):
         xp = get_array_module(x)
-        if wd and self.decoupled:
-            x *= 1.0 - lr * wd                 # AdamW: shrink the weights directly
-        elif wd:
-            g = g + wd * x                     # Adam: L2 penalty in the gradient
-        m *= beta1                             # m = β1 m + (1 - β1) g
-        m += (1.0 - beta1) * g
-        v *= beta2                             # v = β2 v + (1 - β2) g²
-        tmp = xp.multiply(g, g, out=xp.empty_like(x))  # an array even when 0-d
-        tmp *= 1.0 - beta2
+        if c["shrink"] is not None:
+            x *= c["shrink"]                   # AdamW: shrink the weights directly
+        elif c["l2"] is not None:
+            g = g + c["l2"] * x                # Adam: L2 penalty in the gradient
+        m *= c["beta1"]                        # m = β1 m + (1 - β1) g
+        tmp = xp.multiply(g, 1.0 - c["beta1"], out=xp.empty_like(x))  # an array even when 0-d
+        m += tmp
+        v *= c["beta2"]                        # v = β2 v + (1 - β2) g²
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - c["beta2"]
         v += tmp
         # x -= lr / (1 - β1^t) * m / (sqrt(v / (1 - β2^t)) + eps)
         denom = xp.sqrt(v, out=tmp)
-        denom *= 1.0 / math.sqrt(1.0 - beta2 ** t)
-        denom += eps
+        denom *= c["rbias2"]
+        denom += c["eps"]
         update = xp.divide(m, denom, out=denom)
-        update *= lr / (1.0 - beta1 ** t)
+        update *= c["step"]
         x -= update
 
 
