@@ -90,3 +90,112 @@ def add_arguments(parser, batch=None, iters=15, rounds=3):
                         help="alternating runs per library")
     parser.add_argument("--device", default="cpu")
     return parser
+
+
+# ---- the BLAS floor: which BLAS each library runs, and how fast its sgemm is ---------------
+
+def numpy_blas():
+    """{library, version, config, core, threads} of NumPy's BLAS, as this process runs it:
+    numpy.show_config's build record, then OpenBLAS itself (openblas_get_config and
+    openblas_get_corename, found as tinygen.threads finds openblas_set_num_threads) for the
+    kernels DYNAMIC_ARCH picked on this CPU, and threadpoolctl's view when installed."""
+    import ctypes
+
+    from tinygen import threads as tthreads
+
+    blas = np.show_config("dicts")["Build Dependencies"].get("blas", {})
+    info = {"library": blas.get("name", "?"), "version": blas.get("version", "?"),
+            "config": " ".join(str(blas.get("openblas configuration", "")).split()),
+            "core": "?", "threads": tg.get_num_threads()}
+    for path in tthreads._loaded_libraries():
+        if not os.path.basename(path).lower().startswith(tthreads._LIBRARY_NAMES):
+            continue
+        lib = ctypes.CDLL(path)
+        for pre, suf in tthreads._SYMBOL_FORMS:
+            core = getattr(lib, f"{pre}openblas_get_corename{suf}", None)
+            config = getattr(lib, f"{pre}openblas_get_config{suf}", None)
+            if core is not None and config is not None:
+                core.restype = config.restype = ctypes.c_char_p
+                info["core"], info["config"] = core().decode(), config().decode().strip()
+                break
+    try:
+        from threadpoolctl import threadpool_info
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            info["threadpoolctl"] = ", ".join(
+                f"{p['internal_api']} {p['version']} {p.get('architecture')} "
+                f"{p['num_threads']} threads" for p in pools)
+    except ImportError:
+        pass
+    return info
+
+
+def sgemm_gflops(shapes, threads=None, repeats=20):
+    """{(M, K, N): {"numpy": GFLOP/s, "torch": GFLOP/s}} for float32 [M, K] @ [K, N], the
+    second operand transposed in memory as a Linear's weight is (x @ W.T); best of
+    `repeats`, both libraries at `threads` threads (None: as they are)."""
+    if threads is not None:
+        before = (tg.get_num_threads(), torch.get_num_threads() if torch else None)
+        tg.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+        try:
+            return sgemm_gflops(shapes, None, repeats)
+        finally:
+            tg.set_num_threads(before[0])
+            if torch is not None:
+                torch.set_num_threads(before[1])
+    rng = np.random.default_rng(0)
+    out = {}
+    for M, K, N in shapes:
+        a = rng.standard_normal((M, K), dtype=np.float32)
+        w = rng.standard_normal((N, K), dtype=np.float32)
+        flops, res = 2.0 * M * K * N, {}
+        runs = [("numpy", a, w)]
+        if torch is not None:
+            runs.append(("torch", torch.from_numpy(a), torch.from_numpy(w)))
+        for lib, x, y in runs:
+            def f(x=x, y=y):
+                return x @ y.T
+            for _ in range(3):  # warm up (thread pools, packing buffers)
+                f()
+            best = min(_seconds(f) for _ in range(repeats))
+            res[lib] = flops / best / 1e9
+        out[M, K, N] = res
+    return out
+
+
+def _seconds(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def print_blas_floor(shapes):
+    """Print NumPy's BLAS (library, version, kernels, threads) and the sgemm GFLOP/s of
+    NumPy and PyTorch at `shapes` [(M, K, N), ...]: the floor under every ratio printed after
+    it (where NumPy's sgemm is slower, no elementwise work closes that part of the gap).
+    Returns the GFLOP/s table."""
+    info = numpy_blas()
+    print(f"numpy BLAS: {info['library']} {info['version']}, kernels {info['core']}, "
+          f"{info['threads']} threads; {info['config']}")
+    if "threadpoolctl" in info:
+        print(f"  threadpoolctl: {info['threadpoolctl']}")
+    if torch is not None:
+        print(f"torch: {torch.__version__}, {torch.get_num_threads()} threads, "
+              f"{torch.backends.cpu.get_cpu_capability()}, BLAS "
+              f"{'MKL' if torch.backends.mkl.is_available() else 'not MKL'}, "
+              f"mkldnn {torch.backends.mkldnn.is_available()}")
+    n = info["threads"] or 1
+    tables = {n: sgemm_gflops(shapes, n)}
+    if n > 1:  # one thread as well: the kernels alone, what a busy machine cannot distort
+        tables[1] = sgemm_gflops(shapes, 1)
+    for threads, table in tables.items():
+        for (M, K, N), res in table.items():
+            line = (f"  sgemm [{M}, {K}] @ [{K}, {N}], {threads} thread{'s' * (threads > 1)}: "
+                    f"numpy {res['numpy']:6.1f} GFLOP/s")
+            if "torch" in res:
+                line += (f", torch {res['torch']:6.1f}, numpy/torch time "
+                         f"{res['torch'] / res['numpy']:.2f}x")
+            print(line)
+    return tables

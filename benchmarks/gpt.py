@@ -8,6 +8,11 @@ memory and the tinygen/PyTorch ratio for each config.
     python benchmarks/gpt.py                      # both nanoGPT configs on the CPU
     python benchmarks/gpt.py --config cpu --rounds 3 --iters 20
     python benchmarks/gpt.py --device cuda        # on a GPU (batch 64 for the big config)
+    python benchmarks/gpt.py --libs tinygen,tinygen-unblocked,torch   # tinygen.blocked off too
+
+First it prints NumPy's BLAS (library, version, kernels, threads) and the sgemm GFLOP/s of
+NumPy and PyTorch at the step's main matrix shapes (benchmarks/common.py): the floor under
+the ratios, which no elementwise work can lower.
 """
 
 import argparse
@@ -88,6 +93,13 @@ def run_torch(cfg, weights, iters, device):
     return timed(step, iters, sync)
 
 
+def gemm_shapes(cfg):
+    """The step's main matrix products (M, K, N) for x @ W.T: the MLP's c_fc forward, its
+    c_proj forward, and c_fc's weight gradient ([4C, N] @ [N, C])."""
+    N, C = cfg["batch"] * cfg["block_size"], cfg["n_embd"]
+    return [(N, C, 4 * C), (N, 4 * C, C), (4 * C, N, C)]
+
+
 def model_args(cfg):
     return {k: cfg[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
 
@@ -116,9 +128,13 @@ def child(args):
 
 
 def spawn(lib, args, config, weights):
-    cmd = [sys.executable, __file__, "--child", lib, "--config", config, "--weights",
+    """Run one library's child; 'tinygen-unblocked' is tinygen with TINYGEN_BLOCKED=0 (its
+    elementwise formulas on whole arrays, one thread: what tinygen.blocked gains)."""
+    env = dict(os.environ, **({"TINYGEN_BLOCKED": "0"} if lib == "tinygen-unblocked" else {}))
+    child_lib = "tinygen" if lib.startswith("tinygen") else lib
+    cmd = [sys.executable, __file__, "--child", child_lib, "--config", config, "--weights",
            weights, "--iters", str(args.iters), "--device", args.device]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{lib} run failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -130,6 +146,9 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--iters", type=int, default=0, help="steps per run (0: by config)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per library")
+    parser.add_argument("--libs", default="tinygen,torch",
+                        help="comma-separated: tinygen, tinygen-unblocked, torch")
+    parser.add_argument("--no-floor", action="store_true", help="skip the BLAS/sgemm lines")
     parser.add_argument("--child", choices=["tinygen", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -146,9 +165,14 @@ def main():
         have_torch = False
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
           f"numpy {np.__version__}; torch {torch.__version__ if have_torch else 'not installed'}")
-    print(f"{'config':18s} {'lib':8s} {'ms/iter':>9s} {'tokens/s':>9s} {'peak MiB':>9s} "
-          f"{'loss@0':>7s} {'ratio':>6s}")
     configs = list(CONFIGS) if args.config == "all" else [args.config]
+    if not args.no_floor and args.device == "cpu":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from common import print_blas_floor
+        print_blas_floor(sorted({shape for name in configs for shape in gemm_shapes(
+            CONFIGS[name])}))
+    print(f"{'config':18s} {'lib':17s} {'ms/iter':>9s} {'tokens/s':>9s} {'peak MiB':>9s} "
+          f"{'loss@0':>7s} {'ratio':>6s}")
     for name in configs:
         cfg = CONFIGS[name]
         iters = args.iters or (30 if name == "cpu" else 8)
@@ -160,18 +184,18 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             weights = os.path.join(tmp, "weights.safetensors")
             tg.save(model.state_dict(), weights)
-            libs = ["tinygen", "torch"] if have_torch else ["tinygen"]
+            libs = [lib for lib in args.libs.split(",") if have_torch or lib != "torch"]
             results = {lib: [] for lib in libs}
             for _ in range(args.rounds):
                 for lib in libs:
                     results[lib].append(spawn(lib, args, name, weights))
         best = {lib: min(rs, key=lambda r: r["ms"]) for lib, rs in results.items()}
         for lib, r in best.items():
-            ratio = r["ms"] / best["torch"]["ms"] if have_torch else float("nan")
+            ratio = r["ms"] / best["torch"]["ms"] if "torch" in best else float("nan")
             tokens = batch * cfg["block_size"] / (r["ms"] / 1000)
-            print(f"{name:18s} {lib:8s} {r['ms']:9.1f} {tokens:9.0f} {r['peak_mib']:9.0f} "
-                  f"{r['losses'][0]:7.4f} {ratio if lib == 'tinygen' else 1.0:6.2f}")
-        if have_torch:
+            print(f"{name:18s} {lib:17s} {r['ms']:9.1f} {tokens:9.0f} {r['peak_mib']:9.0f} "
+                  f"{r['losses'][0]:7.4f} {ratio:6.2f}")
+        if "torch" in best and "tinygen" in best:
             mem = best["tinygen"]["peak_mib"] / best["torch"]["peak_mib"]
             print(f"{name:18s} tinygen/torch: time {best['tinygen']['ms'] / best['torch']['ms']:.2f}x"
                   f", peak memory {mem:.2f}x")
