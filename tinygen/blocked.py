@@ -59,26 +59,26 @@ def threads():
     return max(1, n if n is not None else os.cpu_count() or 1)
 
 
-def row_blocks(n_rows, row_bytes, block_bytes=BLOCK_BYTES):
+def row_blocks(n_rows, row_bytes, block_bytes):
     """Slices that cut range(n_rows) into blocks of about block_bytes each."""
     step = max(1, block_bytes // max(1, row_bytes))
     return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
 
-def in_row_blocks(f, *rows, shared=(), block_bytes=BLOCK_BYTES, flatten=True):
+def in_row_blocks(f, *rows, shared=(), block_bytes=None, flatten=True):
     """f(*[a[s] for a in rows], *shared) for row blocks s of the arrays in `rows` (all with
     the same first axis), on `threads()` threads; returns None once every block is done.
 
     Arrays with more than two axes are blocked over their leading axes flattened when they
     all are C-contiguous (a view; flatten=False keeps axis 0 and the rest as they are),
     else over axis 0. `shared` arrays (a weight [C], a scalar) go to every call whole."""
-    first = rows[0]
+    first, block_bytes = rows[0], block_bytes or BLOCK_BYTES
     if not _blockable(rows, block_bytes):
         f(*rows, *shared)
         return
-    if flatten and first.ndim > 2 and all(a.flags.c_contiguous for a in rows):
-        rows = [a.reshape(-1, *a.shape[first.ndim - 1:]) if a.ndim == first.ndim
-                else a for a in rows]
+    if flatten and first.ndim > 2 and all(a.flags.c_contiguous and a.ndim == first.ndim
+                                          for a in rows):
+        rows = [a.reshape(-1, a.shape[-1]) for a in rows]
     n = rows[0].shape[0]
     row_bytes = max(a[0].nbytes for a in rows)
     blocks = row_blocks(n, row_bytes, block_bytes)

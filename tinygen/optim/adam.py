@@ -10,8 +10,6 @@ from tinygen.backend import get_array_module
 from tinygen.blocked import in_row_blocks
 from tinygen.optim.optimizer import Optimizer
 
-ADAM_BLOCK_BYTES = 64 * 1024  # per array: x, g, m, v and one temporary stay in L2
-
 
 class Adam(Optimizer):
     """Adam. weight_decay here is the classic L2 penalty added to the gradient; use AdamW
@@ -62,8 +60,7 @@ class Adam(Optimizer):
         if x.ndim != 1 or not all(a.flags.c_contiguous for a in (x, g, m, v)):
             return self._adam_formula(x, g, m, v, c)  # one parameter: the whole arrays
         # a flat buffer [total]: its blocks are slices
-        in_row_blocks(self._adam_formula, x, g, m, v, shared=(c,),
-                      block_bytes=ADAM_BLOCK_BYTES)
+        in_row_blocks(self._adam_formula, x, g, m, v, shared=(c,))
 
     @staticmethod
     def _adam_formula(x, g, m, v, c):
