@@ -1,7 +1,7 @@
 """Losses with a hand-written backward: cross-entropy over class logits."""
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, row_sums
 
 
 class CrossEntropy(Function):
@@ -25,7 +25,7 @@ class CrossEntropy(Function):
         safe = xp.where(valid, target, 0)
         # bounds: checked by F.cross_entropy (backend.check_index_bounds), without a sync
         logp = logits - logits.max(axis=1, keepdims=True)
-        logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
+        logp -= xp.log(row_sums(xp.exp(logp)))                   # sums as gemv
         wy = valid.astype(logits.dtype) if weight is None else weight[safe] * valid  # [N]
         eps = label_smoothing
         losses = -logp[xp.arange(N), safe] * wy
@@ -47,15 +47,15 @@ class CrossEntropy(Function):
         N, V = self.logp.shape
         g = xp.exp(self.logp)                        # softmax
         eps, wy = self.eps, self.wy
-        if not eps:                                  # wy (softmax - one_hot(target))
+        scale = grad[:, None] if self.reduction == "none" else grad / self.count
+        if not eps:                                  # wy (softmax - one_hot(target)) · scale
             g[xp.arange(N), self.safe] -= 1
-            g *= wy[:, None]
+            g *= wy[:, None] * scale                 # one pass: the row factors multiplied first
         else:  # d/dz of Σ_c q_c (-logp_c) is softmax · Σ_c q_c - q, for the row's q
             kept = self.valid.astype(g.dtype) * (eps / V)
             wsum = V if self.weight is None else self.weight.sum()
             g *= ((1 - eps) * wy + kept * wsum)[:, None]
             g[xp.arange(N), self.safe] -= (1 - eps) * wy
             g -= kept[:, None] * (1 if self.weight is None else self.weight[None, :])
-        scale = grad[:, None] if self.reduction == "none" else grad / self.count
-        g *= scale
+            g *= scale
         return g

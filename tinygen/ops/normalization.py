@@ -118,7 +118,7 @@ class BatchNormFunction(Function):
         return out.reshape(x.shape)
 
     def backward(self, grad):
-        xhat, w = self.xhat, self.weight
+        xhat, w, xp = self.xhat, self.weight, get_array_module(grad)
         g = grad.reshape(xhat.shape)                              # [N, C, L]
         gb = channel_sums(g)                                      # Σ g        [C]
         gw = channel_sums(g * xhat)                               # Σ g x̂      [C]
@@ -129,7 +129,7 @@ class BatchNormFunction(Function):
             inv_n = 1.0 / (g.shape[0] * g.shape[2])
             gx = xhat * (gw * inv_n)[:, None]
             gx += (gb * inv_n)[:, None]
-            gx = g - gx
+            xp.subtract(g, gx, out=gx)                            # in place: one array less
             gx *= scale[:, None]
         else:  # fixed statistics: a per-channel affine map
             gx = g * scale[:, None]
