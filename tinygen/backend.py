@@ -91,7 +91,10 @@ def default_rng(device, seed):
 # them by that name, so they still read as their formula. Each docstring gives the plain
 # NumPy expression and the reason for the trick: what it saves, measured with NumPy 2.4
 # (OpenBLAS, float32) on a 2-core x86-64 machine. On CuPy the plain expression is used
-# wherever the trick only works around NumPy.
+# wherever the trick only works around NumPy. One more trick has its own module, because it
+# is a small machine of its own: tinygen/blocked.py evaluates an op's elementwise formula in
+# cache-sized row blocks on a persistent pool of threads (`in_row_blocks`), which GELU,
+# layer norm, attention's softmax and Adam's update call (docs/cpu_speed.md: what each gains).
 
 _ones_cache = {}
 

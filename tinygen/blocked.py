@@ -86,7 +86,8 @@ def in_row_blocks(f, *rows, shared=(), block_bytes=None, flatten=True):
         f(*rows, *shared)
         return
     work = [lambda s=s: f(*[a[s] for a in rows], *shared) for s in blocks]
-    _run(work, min(threads(), len(work)))
+    # two blocks or more per thread: waking a thread costs ~20 µs, a block's work about that
+    _run(work, max(1, min(threads(), len(work) // 2)))
 
 
 def _blockable(rows, block_bytes):
