@@ -181,3 +181,17 @@ def test_adamw_blocked(threads, monkeypatch):
         return [p.data for p in params] + [opt.state[params[0]]["exp_avg_sq"]]
 
     assert_same(*both_ways(run, monkeypatch))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_pool(threads):
+    import os
+    x = np.arange(4000.0)[:, None]
+    blocked.in_row_blocks(lambda a: None, x, block_bytes=80)    # the parent's pool is up
+    pid = os.fork()
+    if pid == 0:  # the child: blocks must run (not wait for the parent's threads)
+        out = np.zeros_like(x)
+        blocked.in_row_blocks(lambda a, o: np.add(a, 1, out=o), x, out, block_bytes=80)
+        os._exit(0 if (out[:, 0] == x[:, 0] + 1).all() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -156,6 +156,16 @@ class _Pool:
 _pool_lock = threading.Lock()
 
 
+def _forget_pool_after_fork():
+    """A forked child has the pool's queues but not its threads: start afresh there."""
+    global _pool_lock
+    _state["pool"], _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _run(work, n_threads):
     """Run every callable of `work` on n_threads threads (this one included)."""
     helpers = n_threads - 1
