@@ -35,6 +35,7 @@ import threading
 
 import numpy as np
 
+from tinygen.backend import get_array_module
 from tinygen.threads import get_num_threads
 
 BLOCK_BYTES = 256 * 1024  # bytes of the widest array per block (measured: docs/cpu_speed.md)
@@ -98,6 +99,14 @@ def _blockable(rows, block_bytes):
         raise ValueError(f"in_row_blocks: the row arrays must share their first axis, got "
                          f"shapes {[a.shape for a in rows]}")
     return n > 1 and rows[0].nbytes > block_bytes
+
+
+def row_sums_in_block(x):
+    """x.sum(axis=-1, keepdims=True), for a formula that runs on blocks: einsum's vectorised
+    loop, which releases the GIL. Not gemv (backend.row_sums, faster alone): OpenBLAS called
+    from two threads at once fights over its own thread server (measured at shakespeare-char's
+    shapes: layer norm and attention's blocks took 4x and 13x more CPU time on 2 threads)."""
+    return get_array_module(x).einsum("...c->...", x)[..., None]
 
 
 # ---- the thread pool -----------------------------------------------------------------------

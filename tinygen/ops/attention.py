@@ -7,8 +7,8 @@ from functools import partial
 from typing import ClassVar
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module, row_sums
-from tinygen.blocked import in_row_blocks
+from tinygen.backend import get_array_module
+from tinygen.blocked import in_row_blocks, row_sums_in_block
 
 
 class ScaledDotProductAttention(Function):
@@ -48,7 +48,7 @@ class ScaledDotProductAttention(Function):
             att += mask
         att -= att.max(axis=-1, keepdims=True)
         get_array_module(att).exp(att, out=att)
-        att /= row_sums(att)
+        att /= row_sums_in_block(att)
 
     @classmethod
     def _causal_mask(cls, xp, Tq, Tk, dtype):
@@ -81,7 +81,7 @@ class ScaledDotProductAttention(Function):
         ds = att * (gatt - sum(gatt * att)) · scale."""
         if drop is not None:
             gatt *= drop
-        gatt -= row_sums(gatt * att)
+        gatt -= row_sums_in_block(gatt * att)
         gatt *= att
         gatt *= scale
 

@@ -6,8 +6,8 @@ x̂ and 1/std for backward. Shapes: N batch, C channels, L everything after C fl
 """
 
 from tinygen.autograd import Function
-from tinygen.backend import channel_sums, column_sums, get_array_module, row_sums
-from tinygen.blocked import in_row_blocks
+from tinygen.backend import channel_sums, column_sums, get_array_module
+from tinygen.blocked import in_row_blocks, row_sums_in_block
 
 
 class LayerNormFunction(Function):
@@ -32,8 +32,8 @@ class LayerNormFunction(Function):
     @staticmethod
     def _forward(x, out, xhat, rstd, weight, bias, eps):
         xp, inv_c = get_array_module(x), 1.0 / x.shape[-1]
-        xp.subtract(x, row_sums(x) * inv_c, out=xhat)             # x - mean
-        var = row_sums(xhat * xhat)
+        xp.subtract(x, row_sums_in_block(x) * inv_c, out=xhat)    # x - mean
+        var = row_sums_in_block(xhat * xhat)
         var *= inv_c
         var += eps
         xp.sqrt(var, out=var)
@@ -69,9 +69,9 @@ class LayerNormFunction(Function):
             gx[...] = g
         else:
             xp.multiply(g, weight, out=gx)                        # gxhat
-        proj = row_sums(gx * xhat)
+        proj = row_sums_in_block(gx * xhat)
         proj *= inv_c
-        gx -= row_sums(gx) * inv_c
+        gx -= row_sums_in_block(gx) * inv_c
         gx -= xhat * proj
         gx *= rstd
 
