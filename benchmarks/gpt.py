@@ -129,8 +129,11 @@ def child(args):
 
 def spawn(lib, args, config, weights):
     """Run one library's child; 'tinygen-unblocked' is tinygen with TINYGEN_BLOCKED=0 (its
-    elementwise formulas on whole arrays, one thread: what tinygen.blocked gains)."""
-    env = dict(os.environ, **({"TINYGEN_BLOCKED": "0"} if lib == "tinygen-unblocked" else {}))
+    elementwise formulas on whole arrays: what tinygen.blocked gains), 'tinygen-threaded'
+    with TINYGEN_BLOCKED_THREADS=auto (the blocks on tg.get_num_threads() threads)."""
+    env = dict(os.environ, **{"tinygen-unblocked": {"TINYGEN_BLOCKED": "0"},
+                              "tinygen-threaded": {"TINYGEN_BLOCKED_THREADS": "auto"}}.get(
+                                  lib, {}))
     child_lib = "tinygen" if lib.startswith("tinygen") else lib
     cmd = [sys.executable, __file__, "--child", child_lib, "--config", config, "--weights",
            weights, "--iters", str(args.iters), "--device", args.device]
@@ -147,7 +150,8 @@ def main():
     parser.add_argument("--iters", type=int, default=0, help="steps per run (0: by config)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per library")
     parser.add_argument("--libs", default="tinygen,torch",
-                        help="comma-separated: tinygen, tinygen-unblocked, torch")
+                        help="comma-separated: tinygen, tinygen-unblocked, "
+                             "tinygen-threaded, torch")
     parser.add_argument("--no-floor", action="store_true", help="skip the BLAS/sgemm lines")
     parser.add_argument("--child", choices=["tinygen", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)

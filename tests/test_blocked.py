@@ -13,12 +13,12 @@ from tinygen import blocked, nn, ops, optim
 from tinygen.backend import get_array_module
 
 
-@pytest.fixture(params=[1, 2, 3])
+@pytest.fixture(params=[1, 2, 3, "auto"])
 def threads(request):
-    before = tg.get_num_threads()
-    tg.set_num_threads(request.param)
-    yield request.param
-    tg.set_num_threads(before)
+    before = blocked._state["threads"]
+    blocked.set_threads(request.param)
+    yield blocked.threads()
+    blocked._state["threads"] = before
 
 
 def affine_tanh(x, out, w):  # a multi-pass formula with a shared operand, written in place
@@ -89,6 +89,12 @@ def test_an_error_in_a_block_reaches_the_caller(threads):
     with pytest.raises(FloatingPointError, match="block failed"):
         blocked.in_row_blocks(fail, np.arange(1000.0)[:, None], block_bytes=80)
     blocked.in_row_blocks(lambda a: None, np.arange(1000.0)[:, None], block_bytes=80)  # still up
+
+
+def test_set_threads_checks_its_argument():
+    for bad in (0, -1, 1.5, True, "two"):
+        with pytest.raises(ValueError, match="blocked.set_threads"):
+            blocked.set_threads(bad)
 
 
 def test_rows_must_share_their_first_axis():

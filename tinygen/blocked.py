@@ -12,19 +12,24 @@ next to PyTorch, which runs one fused, vectorised loop on every core:
    each evaluating the chain on its own blocks, use both cores; the Python between two
    ufuncs (about a microsecond) is all that holds the GIL.
 
-`in_row_blocks(f, *rows)` does both: it calls `f` on matching row blocks of the arrays and
-waits for them all. The op's formula is `f`, written on whole arrays and read as such; it
-must be elementwise along axis 0 (each output row depends only on the same input rows), and
+`in_row_blocks(f, *rows)` does both: it calls `f` on matching row blocks of the arrays, on
+`threads()` threads, and waits for them all. The op's formula is `f`, written on whole
+arrays and read as such; it must be elementwise along axis 0 (each output row depends only on the same input rows), and
 it writes its results into output arrays passed in `rows` (`out=`), not return them.
 
-Measured on that machine (2 cores shared, NumPy 2.4.6, float32; docs/cpu_speed.md): GELU
-forward on [768, 512] 1.5 -> 0.6 ms, AdamW's update on 0.8M parameters X -> Y ms.
+Measured on that machine (2 cores shared with other jobs, NumPy 2.4.6, float32; the
+figures in docs/cpu_speed.md): the blocks alone cut the CPU time of Adam's update at
+shakespeare-char's size (10.7M parameters) from 84 to 46 ms and of GELU forward + backward
+at [2048, 1536] from 43 to 28 ms. A second thread did NOT win there: OpenBLAS's idle worker
+threads spin for a while after every BLAS call, and every elementwise op of a training step
+follows one, so the pool's thread fought them for the second core (layer norm and
+attention took 4x and 7x more CPU time). Hence one thread by default; set_threads("auto")
+or TINYGEN_BLOCKED_THREADS=auto shares the blocks among tg.set_num_threads threads (try it
+with OPENBLAS_THREAD_TIMEOUT set low, or on more cores).
 
 Only NumPy arrays are blocked. Small arrays (a block's worth or less), CuPy arrays (one
 kernel per ufunc on the GPU already uses all of it) and `disabled()` run `f` once on the
-whole arrays: the plain expression, what the results are compared with. The number of
-threads is tinygen's thread count, `tg.set_num_threads(n)` (OpenBLAS's, which BLAS uses:
-the two never run at once, as the ops call them in turn).
+whole arrays: the plain expression, what the results are compared with.
 """
 
 import contextlib
@@ -40,7 +45,10 @@ from tinygen.threads import get_num_threads
 
 BLOCK_BYTES = 256 * 1024  # bytes of the widest array per block (measured: docs/cpu_speed.md)
 
-_state = {"enabled": os.environ.get("TINYGEN_BLOCKED", "1") != "0", "pool": None}
+# threads: 1 by default (measured below); "auto" (None) follows tg.set_num_threads
+_THREADS = os.environ.get("TINYGEN_BLOCKED_THREADS", "1")
+_state = {"enabled": os.environ.get("TINYGEN_BLOCKED", "1") != "0", "pool": None,
+          "threads": None if _THREADS == "auto" else max(1, int(_THREADS))}
 
 
 @contextlib.contextmanager
@@ -54,9 +62,17 @@ def disabled():
         _state["enabled"] = before
 
 
+def set_threads(n):
+    """Evaluate blocks on n threads (an int >= 1), or "auto": tinygen's thread count,
+    tg.set_num_threads (OpenBLAS's). The default is 1: see the module's docstring."""
+    if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"blocked.set_threads: n={n!r}: must be an int >= 1 or 'auto'")
+    _state["threads"] = None if n == "auto" else n
+
+
 def threads():
-    """How many threads evaluate blocks: tinygen's (OpenBLAS's) thread count."""
-    n = get_num_threads()
+    """How many threads evaluate blocks now (set_threads; TINYGEN_BLOCKED_THREADS)."""
+    n = _state["threads"] or get_num_threads()
     return max(1, n if n is not None else os.cpu_count() or 1)
 
 
