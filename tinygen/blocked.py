@@ -18,9 +18,9 @@ arrays and read as such; it must be elementwise along axis 0 (each output row de
 it writes its results into output arrays passed in `rows` (`out=`), not return them.
 
 Measured on that machine (2 cores shared with other jobs, NumPy 2.4.6, float32; the
-figures in docs/cpu_speed.md): the blocks alone cut the CPU time of Adam's update at
-shakespeare-char's size (10.7M parameters) from 84 to 46 ms and of GELU forward + backward
-at [2048, 1536] from 43 to 28 ms. A second thread did NOT win there: OpenBLAS's idle worker
+figures in docs/cpu_speed.md): the blocks, on one thread, cut the CPU time of Adam's update
+at shakespeare-char's size (10.7M parameters) from 88 to 46 ms and of GELU forward +
+backward at [2048, 1536] from 45 to 29 ms. A second thread did NOT win there: OpenBLAS's idle worker
 threads spin for a while after every BLAS call, and every elementwise op of a training step
 follows one, so the pool's thread fought them for the second core (layer norm and
 attention took 4x and 7x more CPU time). Hence one thread by default; set_threads("auto")
@@ -119,9 +119,10 @@ def _blockable(rows, block_bytes):
 
 def row_sums_in_block(x):
     """x.sum(axis=-1, keepdims=True), for a formula that runs on blocks: einsum's vectorised
-    loop, which releases the GIL. Not gemv (backend.row_sums, faster alone): OpenBLAS called
-    from two threads at once fights over its own thread server (measured at shakespeare-char's
-    shapes: layer norm and attention's blocks took 4x and 13x more CPU time on 2 threads)."""
+    loop, which releases the GIL and calls no BLAS. gemv (backend.row_sums) is faster alone,
+    but called from two threads at once OpenBLAS fights over its own thread server: attention
+    at shakespeare-char's shapes with its blocks on 2 threads took 1066 ms of CPU time with
+    gemv, 609 with einsum (89 on one thread: OpenBLAS's spinning, above, is the rest)."""
     return get_array_module(x).einsum("...c->...", x)[..., None]
 
 
