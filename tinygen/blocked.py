@@ -17,15 +17,15 @@ next to PyTorch, which runs one fused, vectorised loop on every core:
 arrays and read as such; it must be elementwise along axis 0 (each output row depends only on the same input rows), and
 it writes its results into output arrays passed in `rows` (`out=`), not return them.
 
-Measured on that machine (2 cores shared with other jobs, NumPy 2.4.6, float32; the
-figures in docs/cpu_speed.md): the blocks, on one thread, cut the CPU time of Adam's update
-at shakespeare-char's size (10.7M parameters) from 88 to 46 ms and of GELU forward +
-backward at [2048, 1536] from 45 to 29 ms. A second thread did NOT win there: OpenBLAS's idle worker
+Measured on that machine (2 cores shared with other jobs, NumPy 2.4.6, float32; the figures
+in docs/cpu_speed.md): the blocks, on one thread, cut the CPU time of Adam's update at
+shakespeare-char's size (10.7M parameters) from 88 to 46 ms and of GELU forward + backward
+at [2048, 1536] from 45 to 29 ms. A second thread did NOT win there: OpenBLAS's idle worker
 threads spin for a while after every BLAS call, and every elementwise op of a training step
-follows one, so the pool's thread fought them for the second core (layer norm and
-attention took 4x and 7x more CPU time). Hence one thread by default; set_threads("auto")
-or TINYGEN_BLOCKED_THREADS=auto shares the blocks among tg.set_num_threads threads (try it
-with OPENBLAS_THREAD_TIMEOUT set low, or on more cores).
+follows one, so the pool's thread fought them for the second core (layer norm and attention
+took 4x and 7x more CPU time). Hence one thread by default; set_threads("auto") or
+TINYGEN_BLOCKED_THREADS=auto shares the blocks among tg.set_num_threads threads (try it with
+OPENBLAS_THREAD_TIMEOUT set low, or on more cores).
 
 Only NumPy arrays are blocked. Small arrays (a block's worth or less), CuPy arrays (one
 kernel per ufunc on the GPU already uses all of it) and `disabled()` run `f` once on the
