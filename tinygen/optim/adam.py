@@ -49,8 +49,9 @@ class Adam(Optimizer):
                              state["step"], group)
 
     def _update(self, x, g, m, v, t, group):
-        """One Adam step in place on x (and the moments m, v) from the gradient g, in
-        blocks on every core (tinygen.blocked: each block's temporaries stay in cache)."""
+        """One Adam step in place on x (and the moments m, v) from the gradient g, a block
+        of a flat buffer at a time (tinygen.blocked: the passes over a block stay in cache;
+        at 10.7M parameters 88 -> 46 ms of CPU time, docs/cpu_speed.md)."""
         lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                        group["weight_decay"])
         c = {"shrink": 1.0 - lr * wd if wd and self.decoupled else None,
