@@ -1,7 +1,7 @@
 """Interpolation (F.interpolate, nn.Upsample) as windows of ops/pooling.py.
 
 Every output pixel of a nearest or (bi)linear resize is a fixed weighted sum of one or two
-input pixels per axis, so a resize is a `Windows` plan (table of taps, weights) run by
+input pixels per axis, so a resize is a `SeparableWindows` plan (taps, weights per axis) run by
 WindowSumFunction: forward a gather-sum, backward the transposed gather-sum. This file only
 works out the taps, with PyTorch's source-coordinate rules (aten/src/ATen/native/
 UpSample.h), in PyTorch's arithmetic (float32 for nearest, the input's dtype for linear) so
@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from tinygen.ops.pooling import Windows, as_plane, plane_windows
+from tinygen.ops.pooling import AxisWindows, SeparableWindows, as_plane
 
 
 def source_scale(n_in, n_out, align_corners, scale_factor, dtype):
@@ -78,8 +78,5 @@ def resize_plan(in_size, out_size, mode, align_corners, scales, dtype):
             t, w = linear_taps(n_in, n_out, bool(align_corners), s, np.dtype(dtype))
         taps.append(t)
         weights.append(w)
-    ones = [np.ones(t.shape, bool) for t in taps]
-    table, _ = plane_windows(*taps, in_size, *ones)
-    weight = (weights[0][:, None, :, None] * weights[1][None, :, None, :]).reshape(
-        table.shape)
-    return Windows(in_size, out_size, table, weight, spatial=spatial)
+    return SeparableWindows(*(AxisWindows(n, t, w) for n, t, w in zip(in_size, taps, weights)),
+                            spatial)
