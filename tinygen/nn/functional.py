@@ -42,6 +42,19 @@ from tinygen.nn.functional_loss import (  # noqa: F401
 )
 from tinygen.nn.functional_norm import group_norm, instance_norm, rms_norm  # noqa: F401
 from tinygen.nn.functional_pad import pad  # noqa: F401
+from tinygen.nn.functional_pool import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    interpolate,
+    max_pool1d,
+    max_pool2d,
+    pixel_shuffle,
+    pixel_unshuffle,
+)
 from tinygen.ops.conv import check_conv_args
 from tinygen.random import dropout_generator
 from tinygen.tensor import Tensor

@@ -19,6 +19,8 @@ One file per family, so that "where is the backward of X" is answered by a file 
     embedding.py      embedding
     dropout.py        dropout
     conv.py           conv2d, conv_transpose2d (im2col / col2im)
+    pooling.py        max / average / adaptive pooling, resampling (window gathers);
+                      resize.py builds interpolation's windows
 
 Everything else in tinygen (Tensor methods, nn.functional) composes these, so a new
 composite needs no backward of its own. Forward and backward take and return raw arrays.
@@ -74,5 +76,6 @@ from tinygen.ops.loss import CrossEntropy  # noqa: F401
 from tinygen.ops.matmul import MatMul  # noqa: F401
 from tinygen.ops.movement import Cat, Expand, GetItem, Permute, Reshape, ToDevice  # noqa: F401
 from tinygen.ops.normalization import BatchNormFunction, LayerNormFunction  # noqa: F401
+from tinygen.ops.pooling import MaxPoolFunction, WindowSumFunction  # noqa: F401
 from tinygen.ops.reduce import LogSoftmax, Max, Mean, Min, Prod, Softmax, Sum  # noqa: F401
 from tinygen.ops.scan import Cumprod, Cumsum  # noqa: F401
