@@ -39,6 +39,7 @@ are built per parameter group, after DDP, so the two layouts do not line up yet.
 import contextlib
 import time
 
+from tinygen.autograd import is_grad_enabled
 from tinygen.backend import get_array_module
 from tinygen.distributed.collectives import ReduceOp, _transport, broadcast
 from tinygen.distributed.process_group import group
@@ -112,6 +113,7 @@ class DistributedDataParallel(Module):
         tensors = params if not broadcast_buffers else list(
             {id(t.data): t for t in module.state_dict().values()}.values())  # tied: once
         self._broadcast_state(tensors)
+        self.broadcast_buffers = broadcast_buffers and self.group.comm is not None
         self.buckets = make_buckets(list(reversed(params)), bucket_cap_mb)
         self.comm_seconds = 0.0  # time spent starting and finishing all-reduces, for benchmarks
         self.buckets_started_in_backward = 0  # how many all-reduces the hooks started
@@ -138,6 +140,12 @@ class DistributedDataParallel(Module):
             broadcast(t, src=0, check=False)
 
     def forward(self, *args, **kwargs):
+        # as PyTorch's default (broadcast_buffers=True): rank 0's buffers (BatchNorm's
+        # running statistics) reach every rank before each training forward, so all ranks
+        # evaluate and save the same model; SyncBatchNorm keeps them equal by itself
+        if self.broadcast_buffers and self.module.training and is_grad_enabled():
+            for t in self.module.buffers():  # looked up now: load_state_dict may swap them
+                broadcast(t, src=0, check=False)
         return self.module(*args, **kwargs)
 
     @contextlib.contextmanager
@@ -196,3 +204,24 @@ class DistributedDataParallel(Module):
         self._next = 0
         self._armed = True
         self.comm_seconds += time.perf_counter() - t0
+
+
+class DistributedOptimizer:
+    """Horovod's name and idea (`hvd.DistributedOptimizer`): an optimizer whose step()
+    first averages the gradients over ranks (`ddp.sync_gradients()`), for a training step
+    written without DDP in mind (tinygen.models.gan.train_step calls backward and step on
+    the bare modules; DDP's hooks on their parameters still start the buckets). Everything
+    else (zero_grad, set_lr, state_dict, param_groups) is the wrapped optimizer's."""
+
+    def __init__(self, optimizer, ddp):
+        if not isinstance(ddp, DistributedDataParallel):
+            raise TypeError(f"DistributedOptimizer: expects a DistributedDataParallel, "
+                            f"got {type(ddp).__name__}")
+        self.optimizer, self.ddp = optimizer, ddp
+
+    def step(self):
+        self.ddp.sync_gradients()
+        self.optimizer.step()
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
