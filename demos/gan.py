@@ -196,9 +196,9 @@ if world > 1:
     G, D = (tdist.SyncBatchNorm.convert_sync_batchnorm(m) for m in (G, D))
 opt_g = optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
 opt_d = optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-# both nets under DDP; train_step steps them bare, so the optimizers average the gradients
-opt_g = tdist.DistributedOptimizer(opt_g, tdist.DistributedDataParallel(G))
-opt_d = tdist.DistributedOptimizer(opt_d, tdist.DistributedDataParallel(D))
+# both nets under DDP, averaging each backward's gradients before it returns (train_step
+# calls backward and step on the bare nets; DDP's hooks sit on their parameters)
+ddps = [tdist.DistributedDataParallel(m, sync_in_backward=True) for m in (G, D)]
 print(f"G: {G.num_parameters():,} parameters, D: {D.num_parameters():,} (pac {cfg.pac}), "
       f"{cfg.loss} loss" + (f", R1 gamma {cfg.r1_gamma} every {cfg.r1_every} steps"
                             if cfg.r1_gamma else ""))

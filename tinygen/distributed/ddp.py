@@ -28,7 +28,12 @@ Buckets start strictly in bucket order, so every rank issues the collectives in 
 order even if its backward finishes them in another. The hooks start buckets only once
 `sync_gradients()` has been called (from the second step of an ordinary loop), so a loop
 that never calls it (ZeRO-1 reduce-scatters in its step instead) pays nothing, and inside
-`no_sync()` they do nothing.
+`no_sync()` they do nothing. With `sync_in_backward=True` the hooks are armed from the
+first backward and the one that starts the last bucket also waits for all of them, so the
+gradients are averaged when `backward()` returns, as in PyTorch, and a training step written
+for one process (clipping, then `optimizer.step()`) needs no change; it needs every
+parameter to get a gradient in each backward (else call `sync_gradients()`, which is
+otherwise a no-op then).
 
 Flat-buffer seam: a bucket is a contiguous slice of gradient memory. Here it is a scratch
 buffer that `Bucket.pack` copies gradients into; a bucket that is a slice of the
@@ -98,7 +103,8 @@ def make_buckets(params, bucket_cap_mb):
 class DistributedDataParallel(Module):
     """Wraps `module` (call it as you would the module); averages gradients over ranks."""
 
-    def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True):
+    def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True,
+                 sync_in_backward=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: expects a tinygen Module, "
@@ -117,7 +123,11 @@ class DistributedDataParallel(Module):
         self.buckets = make_buckets(list(reversed(params)), bucket_cap_mb)
         self.comm_seconds = 0.0  # time spent starting and finishing all-reduces, for benchmarks
         self.buckets_started_in_backward = 0  # how many all-reduces the hooks started
-        self._armed = False  # hooks start buckets once sync_gradients() has been called
+        # hooks start buckets once sync_gradients() has been called, or from the first
+        # backward with sync_in_backward, where the hook that starts the last bucket also
+        # waits for them all: gradients are averaged when backward returns, as in PyTorch
+        self._armed = self.sync_in_backward = sync_in_backward
+        self._done = False   # this backward's gradients are averaged already
         self._next = 0       # the next bucket to start: they start in order on every rank
         if self.group.comm is not None:
             self._bucket_of = {id(p): b for b in self.buckets for p in b.params}
@@ -161,6 +171,7 @@ class DistributedDataParallel(Module):
 
     def _grad_ready(self, p):
         """The hook: p.grad is final for this backward; start every bucket that is full."""
+        self._done = False  # a new backward (no_sync's too): its gradients are not averaged
         if not (self._armed and self.require_backward_grad_sync):
             return
         bucket = self._bucket_of[id(p)]
@@ -177,6 +188,8 @@ class DistributedDataParallel(Module):
             self._next += 1
             self.buckets_started_in_backward += 1
         self.comm_seconds += time.perf_counter() - t0
+        if self.sync_in_backward and self._next == len(self.buckets):
+            self._finish()
 
     def _start(self, bucket):
         bucket.pack()
@@ -186,42 +199,28 @@ class DistributedDataParallel(Module):
 
     def sync_gradients(self):
         """Average every parameter's .grad over the ranks: start the buckets the hooks have
-        not started (bucketed, non-blocking), then wait for every one."""
-        g = self.group
-        if not self.require_backward_grad_sync or g.comm is None:
+        not started (bucketed, non-blocking), then wait for every one. A no-op when
+        sync_in_backward averaged them already."""
+        if not self.require_backward_grad_sync or self.group.comm is None or self._done:
             return
         t0 = time.perf_counter()
         while self._next < len(self.buckets):  # in bucket order, as the hooks do
             self._start(self.buckets[self._next])
             self._next += 1
+        self.comm_seconds += time.perf_counter() - t0
+        self._finish()
+
+    def _finish(self):
+        """Wait for every bucket's all-reduce and turn the sums into means."""
+        t0 = time.perf_counter()
         for bucket in self.buckets:
             if bucket.request is not None:
                 bucket.request.Wait()
                 bucket.request = None
-            bucket.unpack(1.0 / g.world_size)
+            bucket.unpack(1.0 / self.group.world_size)
             bucket.ready.clear()
             bucket.started = False
         self._next = 0
-        self._armed = True
+        self._armed = self._done = True
         self.comm_seconds += time.perf_counter() - t0
 
-
-class DistributedOptimizer:
-    """Horovod's name and idea (`hvd.DistributedOptimizer`): an optimizer whose step()
-    first averages the gradients over ranks (`ddp.sync_gradients()`), for a training step
-    written without DDP in mind (tinygen.models.gan.train_step calls backward and step on
-    the bare modules; DDP's hooks on their parameters still start the buckets). Everything
-    else (zero_grad, set_lr, state_dict, param_groups) is the wrapped optimizer's."""
-
-    def __init__(self, optimizer, ddp):
-        if not isinstance(ddp, DistributedDataParallel):
-            raise TypeError(f"DistributedOptimizer: expects a DistributedDataParallel, "
-                            f"got {type(ddp).__name__}")
-        self.optimizer, self.ddp = optimizer, ddp
-
-    def step(self):
-        self.ddp.sync_gradients()
-        self.optimizer.step()
-
-    def __getattr__(self, name):
-        return getattr(self.optimizer, name)
