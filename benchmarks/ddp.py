@@ -129,7 +129,7 @@ def main():
     ap.add_argument("--config", choices=CONFIGS, default="shakespeare-char")
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, default=8, help="global batch (rows of block_size)")
-    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3, help="alternate the runs this many times")
     ap.add_argument("--modes", choices=("both", "ddp", "zero1"), default="both")

@@ -167,6 +167,10 @@ def test_ddp_two_halves_equal_one_whole(tmp_path, reference):
     ddp = _train(tmp_path, "ddp", 2)
     _assert_same_run(reference, ddp)
     assert ddp["overlapped"] > 0  # buckets started from the gradient hooks, inside backward
+    # buckets that are slices of the optimizer's flat gradient buffers (no copies)
+    _assert_same_run(reference, _train(tmp_path, "flat", 2, "--optimizer_first"))
+    _assert_same_run(reference, _train(tmp_path, "flat_accum", 2, "--optimizer_first",
+                                       "--grad_accum", 2))
 
 
 def test_grad_accumulation_four_quarters_equal_one_whole(tmp_path, reference):

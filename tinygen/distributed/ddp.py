@@ -53,26 +53,31 @@ from tinygen.tensor import Tensor
 
 
 class Bucket:
-    """Consecutive parameters whose gradients travel in one all-reduce."""
+    """Consecutive parameters whose gradients travel in one all-reduce. `views`: each
+    parameter's segment of an optimizer's flat gradient buffer, with `buffer` their span;
+    the gradients are then all-reduced where backward wrote them, with no copy."""
 
-    def __init__(self, params):
+    def __init__(self, params, buffer=None, views=None):
         self.params = params
         p0 = params[0]
         xp = get_array_module(p0.data)
         self.sizes = [p.data.size for p in params]
-        self.buffer = xp.empty(sum(self.sizes), p0.data.dtype)  # [n] gradients, flattened
+        if buffer is None:
+            buffer = xp.empty(sum(self.sizes), p0.data.dtype)  # [n] gradients, flattened
+        self.buffer, self.views = buffer, views
         self.request = None
         self.ready = set()    # ids of the parameters whose gradient is final this step
         self.started = False  # its all-reduce is in flight (or, staged, done)
 
     def pack(self):
-        """Copy each gradient into the buffer (zeros where a parameter got none)."""
+        """Copy each gradient into the buffer (zeros where a parameter got none); a
+        gradient that is its flat segment already (backward wrote it there) stays."""
         offset = 0
-        for p, n in zip(self.params, self.sizes):
+        for i, (p, n) in enumerate(zip(self.params, self.sizes)):
             view = self.buffer[offset:offset + n]
             if p.grad is None:
                 view[...] = 0
-            else:
+            elif self.views is None or p.grad.data is not self.views[i]:
                 view[...] = p.grad.data.reshape(-1)
             offset += n
 
@@ -80,13 +85,18 @@ class Bucket:
         """Scale the summed gradients into means; each .grad becomes a view of the buffer."""
         self.buffer *= scale
         offset = 0
-        for p, n in zip(self.params, self.sizes):
-            p.grad = Tensor._make(self.buffer[offset:offset + n].reshape(p.data.shape), None)
+        for i, (p, n) in enumerate(zip(self.params, self.sizes)):
+            view = (self.views[i] if self.views is not None
+                    else self.buffer[offset:offset + n].reshape(p.data.shape))
+            p.grad = Tensor._make(view, None)  # its own segment: Parameter copies nothing
             offset += n
 
 
 def make_buckets(params, bucket_cap_mb):
     """Split params (in the order given) into runs of one dtype/device of ~bucket_cap_mb."""
+    flat = _flat_buckets(params, bucket_cap_mb)
+    if flat is not None:
+        return flat
     buckets, run, run_bytes = [], [], 0
     for p in params:
         if run and (run_bytes + p.data.nbytes > bucket_cap_mb * 2**20
@@ -98,6 +108,36 @@ def make_buckets(params, bucket_cap_mb):
     if run:
         buckets.append(Bucket(run))
     return buckets
+
+
+def _flat_buckets(params, bucket_cap_mb):
+    """Buckets that are slices of the optimizer's flat gradient buffers (optim/flat.py), when
+    the optimizer was built before DDP and holds exactly these parameters; else None.
+    Each buffer is cut from its end (the last layers, whose gradients backward finishes
+    first) into runs of ~bucket_cap_mb; buckets go in order of their earliest-registered
+    parameter, latest first: roughly the order in which backward completes them."""
+    flats = {}
+    for p in params:
+        f = getattr(p, "_flat", None)
+        if f is None or p.data is not p._data_view:
+            return None
+        flats[id(f)] = f
+    if sum(len(f.params) for f in flats.values()) != len(params):
+        return None  # a buffer also holds parameters that are not this module's
+    order = {id(p): i for i, p in enumerate(reversed(params))}  # registration order
+    buckets = []
+    for f in flats.values():
+        run, run_bytes, end = [], 0, f.grad.size
+        for i in reversed(range(len(f.params))):
+            p, v = f.params[i], f.grad_views[i]
+            run.insert(0, (p, v))
+            run_bytes += v.nbytes
+            if run_bytes >= bucket_cap_mb * 2**20 or i == 0:
+                start = end - sum(v.size for _, v in run)
+                buckets.append(Bucket([p for p, _ in run], f.grad[start:end],
+                                      [v for _, v in run]))
+                run, run_bytes, end = [], 0, start
+    return sorted(buckets, key=lambda b: -min(order[id(p)] for p in b.params))
 
 
 class DistributedDataParallel(Module):
@@ -187,6 +227,9 @@ class DistributedDataParallel(Module):
             self._start(self.buckets[self._next])
             self._next += 1
             self.buckets_started_in_backward += 1
+        for b in self.buckets[:self._next]:  # MPICH advances a transfer only inside MPI
+            if b.request is not None:       # calls: one test per hook keeps it moving
+                b.request.Test()
         self.comm_seconds += time.perf_counter() - t0
         if self.sync_in_backward and self._next == len(self.buckets):
             self._finish()
