@@ -39,4 +39,13 @@ for step in range(2):
         a.grad = b.grad = None
 np.testing.assert_allclose(par[1].running_var.numpy(), ref[1].running_var.numpy(), rtol=1e-5)
 assert mine.shape[0] == 3 + r
+
+# plain BatchNorm under DDP: rank 0's running statistics reach every rank before each
+# training forward (PyTorch's broadcast_buffers), then each rank's own batch updates them
+bn = nn.BatchNorm1d(2)
+bn_ddp = dist.DistributedDataParallel(bn)
+bn.running_mean.data[...] = 5.0 * (r + 1)      # rank 0: 5, rank 1: 10
+x = np.full((4, 2), float(r), np.float32)      # batch mean r
+bn_ddp(tg.tensor(x)).sum().backward()
+np.testing.assert_allclose(bn.running_mean.numpy(), 0.9 * 5.0 + 0.1 * r, rtol=1e-6)
 sys.stdout.write(f"ok {r}\n")
