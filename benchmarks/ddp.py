@@ -117,7 +117,7 @@ def launch(n, args, zero1):
     argv = [sys.executable, os.path.abspath(__file__), "--worker", "--config", args.config,
             "--batch", str(args.batch), "--iters", str(args.iters), "--warmup",
             str(args.warmup), "--bucket_mb", str(args.bucket_mb)] + (["--zero1"] if zero1 else [])
-    cmd, env = mpiexec_command(n, argv, threads=1)
+    cmd, env = mpiexec_command(n, argv, threads=1, bind=args.bind)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
@@ -134,6 +134,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternate the runs this many times")
     ap.add_argument("--modes", choices=("both", "ddp", "zero1"), default="both")
     ap.add_argument("--bucket_mb", type=float, default=25.0, help="DDP's bucket_cap_mb")
+    ap.add_argument("--bind", action="store_true",
+                    help="pin each rank to a core (mpiexec --bind-to core)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--zero1", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -142,7 +144,8 @@ def main():
     modes = {"both": (False, True), "ddp": (False,), "zero1": (True,)}[args.modes]
     print(f"{args.config}, global batch {args.batch}, {platform.processor() or 'cpu'}, "
           f"{os.cpu_count()} cores, 1 BLAS thread per process, load average "
-          f"{os.getloadavg()[0]:.1f}; {args.rounds} alternating rounds of {args.iters} steps")
+          f"{os.getloadavg()[0]:.1f}; {args.rounds} alternating rounds of {args.iters} steps"
+          + (", ranks pinned to cores" if args.bind else ""))
     runs = {}  # (procs, zero1) -> one result per round
     for _ in range(args.rounds):  # alternate, so load on a shared machine hits all runs
         for n in args.procs:
