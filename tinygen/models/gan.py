@@ -219,12 +219,10 @@ def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0, z=N
     differentiates through D with D's weights frozen: their gradients would go unused, and
     skipping them saves about a third of D's backward pass. With r1_gamma > 0, D's loss
     gains r1_gamma / 2 * `r1_penalty` (MLP discriminators only); d_loss includes it.
-    z [B, Z]: G's noise, drawn here when None (data parallel passes its rows of the
-    global batch's noise, so N ranks draw what one process would).
+    z [B, Z]: G's noise (None: drawn here; data parallel passes its rows of the global batch's).
     """
     d_loss_fn, g_loss_fn = LOSSES[loss]
-    B = real.shape[0]
-    fake = G(noise(B, G.z_dim, real.device) if z is None else z)
+    fake = G(noise(real.shape[0], G.z_dim, real.device) if z is None else z)
     if r1_gamma:
         real_logits, input_grad = D.forward_with_input_grad(real)
         d_loss = (d_loss_fn(real_logits, D(fake.detach()))
