@@ -113,7 +113,7 @@ def train_classifier(images, labels, n_classes=10, epochs=10, batch_size=128, lr
     rng = np.random.default_rng(seed)  # the order of the minibatches
     model = ConvClassifier(n_classes, channels=images.shape[1], width=width,
                            image_size=images.shape[-1]).to(device)
-    images, labels = to_device(np.asarray(images), device), to_device(np.asarray(labels), device)
+    images, labels = as_tensor(images, device=device).data, as_tensor(labels, device=device).data
     opt = optim.Adam(model.parameters(), lr=lr)
     step, n_steps = 0, epochs * -(-len(images) // batch_size)
     for epoch in range(epochs):

@@ -354,7 +354,7 @@ def zero_shot_classifier(model, tokenizer, class_prompts):
 
 
 def _scale(logit_scale):
-    return math.exp(logit_scale.item() if isinstance(logit_scale, Tensor) else logit_scale)
+    return math.exp(as_tensor(logit_scale).item())   # a float or a 0-d/[1] Tensor
 
 
 @no_grad()

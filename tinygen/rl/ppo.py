@@ -114,15 +114,12 @@ class RolloutStorage:
         self.device = check_device(device)
         self.obs = zeros(T, N, obs_dim, device=device)
         self.actions = zeros(T, N, dtype=np.int64, device=device)
-        self.logprobs = zeros(T, N, device=device)
-        self.rewards = zeros(T, N, device=device)
-        self.dones = zeros(T, N, device=device)
-        self.values = zeros(T, N, device=device)
-        # what the environments hand back on the host, staged in pinned memory on a GPU so
-        # that its upload is queued without making the host wait (backend.copy_to_device)
-        self._host = {"obs": pinned_empty((T, N, obs_dim), np.float32, device),
-                      "rewards": pinned_empty((T, N), np.float32, device),
-                      "dones": pinned_empty((T, N), np.float32, device)}
+        self.logprobs, self.rewards, self.dones, self.values = (
+            zeros(T, N, device=device) for _ in range(4))
+        # the environments' output, staged in pinned host memory on a GPU: its uploads are
+        # queued without making the host wait (backend.copy_to_device)
+        self._host = {k: pinned_empty(shape, np.float32, device) for k, shape in
+                      (("obs", (T, N, obs_dim)), ("rewards", (T, N)), ("dones", (T, N)))}
 
     def batch(self, advantages, returns):
         """The rollout flattened to B = T * N samples, with its advantages and returns:
@@ -135,9 +132,8 @@ class RolloutStorage:
 
 
 def _sampled_logprob(logits, action):
-    """log π(action|s) of actions drawn from logits [B, A] by sample_categorical: they are
-    in range by construction, so the one-hot product needs no bounds check (log_prob's
-    gather queues one, and reading it back would cost the rollout a second sync a step)."""
+    """log π(action|s) of actions sample_categorical drew from logits [B, A], in range by
+    construction: a one-hot product, without log_prob's bounds check (a 2nd sync a step)."""
     xp = get_array_module(action)
     logp = logits.log_softmax(axis=-1).data
     onehot = action[:, None] == xp.arange(logp.shape[-1])          # [B, A]
@@ -191,8 +187,7 @@ def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda
         A_t = δ_t + γ λ (1 - done_{t+1}) A_{t+1}
 
     done_{t+1} means step t ended its episode (CleanRL's convention, see RolloutStorage),
-    so nothing flows back across an episode boundary. The loop over t runs on the device,
-    as CleanRL's does: nothing is read back."""
+    so nothing flows back across an episode boundary. It runs on the device, as CleanRL's."""
     values = as_tensor(values)
     rewards, dones, next_value, next_done = (
         as_tensor(x, like=values).data for x in (rewards, dones, next_value, next_done))
@@ -225,16 +220,15 @@ def normalize_advantages(advantages, eps=1e-8, mask=None):
     """Zero mean, unit standard deviation (ddof=1, as torch.std) over the minibatch, or over
     the entries where mask is 1 (the others become 0). A constant: a Tensor with no gradient."""
     advantages = as_tensor(advantages)
-    return Tensor(_whiten(advantages.data, eps, _arrays(mask, advantages)))
+    return Tensor(_whiten(advantages.data, eps, _mask_on(mask, advantages)))
 
 
 def _whiten(x, eps, mask=None):
     if mask is None:
         return (x - x.mean()) / (x.std(ddof=1) + eps)
-    n = mask.sum()
-    mean = (x * mask).sum() / n
-    var = (((x - mean) * mask) ** 2).sum() / (n - 1)
-    return (x - mean) / (get_array_module(x).sqrt(var) + eps) * mask
+    n, mean = mask.sum(), _mean(x, mask)
+    std = get_array_module(x).sqrt((((x - mean) * mask) ** 2).sum() / (n - 1))
+    return (x - mean) / (std + eps) * mask
 
 
 def _maximum(a, b):
@@ -274,10 +268,10 @@ def approx_kl(logratio, mask=None):
     mean((r - 1) - log r), unbiased and never negative (Schulman, "Approximating KL
     divergence", 2020)."""
     logratio = as_tensor(logratio)
-    return float(_approx_kl(logratio.data, _arrays(mask, logratio)))
+    return float(_approx_kl(logratio.data, _mask_on(mask, logratio)))
 
 
-def _arrays(mask, like):
+def _mask_on(mask, like):
     """mask's array on the device of the Tensor `like` (None stays None)."""
     return None if mask is None else as_tensor(mask, like=like).data
 
@@ -293,7 +287,7 @@ def _approx_kl(logratio, mask=None):
 def clipfrac(ratio, clip_coef, mask=None):
     """Fraction of samples whose ratio was outside [1 - clip_coef, 1 + clip_coef]."""
     ratio = as_tensor(ratio)
-    return float(_clipfrac(ratio.data, clip_coef, _arrays(mask, ratio)))
+    return float(_clipfrac(ratio.data, clip_coef, _mask_on(mask, ratio)))
 
 
 def _clipfrac(ratio, clip_coef, mask=None):
@@ -305,16 +299,13 @@ def explained_variance(values, returns, mask=None):
     predicts a constant, negative when worse than that; NaN when the returns are constant."""
     values = as_tensor(values)
     return float(_explained_variance(values.data, as_tensor(returns, like=values).data,
-                                     _arrays(mask, values)))
+                                     _mask_on(mask, values)))
 
 
-def _explained_variance(values, returns, mask=None):
-    def var(x):
-        return _mean((x - _mean(x, mask)) ** 2, mask)
+def _explained_variance(values, returns, mask=None):  # NaN where Var(returns) = 0
+    var_y, var_e = (_mean((x - _mean(x, mask)) ** 2, mask) for x in (returns, returns - values))
     xp = get_array_module(values)
-    var_y = var(returns)
-    return xp.where(var_y == 0, xp.nan, 1 - var(returns - values) / xp.where(var_y == 0, 1,
-                                                                             var_y))
+    return xp.where(var_y == 0, xp.nan, 1 - var_e / xp.where(var_y == 0, 1, var_y))
 
 
 # ---- the update -----------------------------------------------------------------------------
@@ -362,8 +353,8 @@ def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
     sample is a sequence of R steps (a response of R tokens, rl/rlhf.py): the per-step
     quantities are [B, R] and the losses are masked means over the steps where the mask is 1.
 
-    On a GPU the whole update reads back one thing: the diagnostics, at the end (plus one
-    read an epoch for the early stop when target_kl is set)."""
+    On a GPU it reads back only the diagnostics, at the end (and approx_kl once an epoch
+    for the early stop when target_kl is set)."""
     if not isinstance(cfg, PPOConfig):
         raise TypeError(f"ppo_update: cfg must be a PPOConfig (or a subclass such as "
                         f"RLHFConfig), got {type(cfg).__name__}")
