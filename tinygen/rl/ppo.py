@@ -149,7 +149,8 @@ def collect_rollout(agent, envs, storage, next_obs, next_done):
 
     On a GPU a step costs one host sync, the one the CPU environments need: reading the
     sampled actions. Observations stream to the device through pinned memory; rewards and
-    dones wait on the host until the rollout ends and go up in one copy each."""
+    dones wait on the host until the rollout ends and go up in one copy each. (A pinned row
+    is written again only after a later action read, when the stream is past its copy.)"""
     device = storage.device
     T = storage.rewards.shape[0]
     host = storage._host
