@@ -389,3 +389,17 @@ def test_rollout_syncs_once_a_step_and_streams_from_pinned_memory():
                                       agent.get_value(obs), done, 0.99, 0.95)
     stats = ppo_update(agent, optimizer, storage.batch(advantages, returns), PPOConfig())
     assert cp.COUNTS.syncs == 1 and all(isinstance(v, float) for v in stats.values())
+
+
+def test_update_reports_an_out_of_range_action_on_every_device(device):
+    """The device-side bounds flag of log_prob's gather travels with the diagnostics
+    (backend.read_floats): a bad action still raises, naming the op, without its own sync."""
+    tg.manual_seed(0)
+    agent = Agent(4, 2, device=device)
+    B = 8
+    batch = {"obs": np.zeros((B, 4), np.float32), "actions": np.full(B, 5),
+             "logprobs": np.zeros(B, np.float32), "values": np.zeros(B, np.float32),
+             "advantages": np.ones(B, np.float32), "returns": np.ones(B, np.float32)}
+    with pytest.raises(IndexError, match="getitem|out of range"):
+        ppo_update(agent, tg.optim.Adam(agent.parameters()), batch,
+                   PPOConfig(update_epochs=1, num_minibatches=2))
