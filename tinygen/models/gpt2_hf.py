@@ -26,6 +26,7 @@ from tinygen import nn
 from tinygen.backend import module_for
 from tinygen.data.gpt2_tokenizer import resolve
 from tinygen.nn import layers
+from tinygen.safetensors_format import populated_empty
 from tinygen.serialization import CheckpointError, MappedFile, save
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -140,6 +141,20 @@ def no_init():
         layers._empty = saved_empty
 
 
+def place_in_one_block(params):
+    """Make every parameter a view of one block of memory mapped in one go
+    (safetensors_format.populated_empty: no page fault per 4 KB while copying). A Conv1D
+    weight keeps the file's [in, out] layout there: the Linear's [out, in] weight is its
+    transposed view, as torch's `.t()` would be, so loading copies bytes without a
+    transpose and x @ W.T reads the block as it lies."""
+    block = populated_empty(sum(p.data.size for p in params.values()), np.float32)
+    start = 0
+    for key, p in params.items():
+        view = block[start:start + p.data.size]
+        p.data = view.reshape(p.shape[::-1]).T if key.endswith(CONV1D) else view.reshape(p.shape)
+        start += p.data.size
+
+
 def from_pretrained(cls, name_or_path, dropout=None):
     """A GPT with the weights of a Hugging Face GPT-2 folder or model id (see module doc)."""
     path = resolve(name_or_path, ("config.json", "*.safetensors", INDEX))
@@ -149,7 +164,9 @@ def from_pretrained(cls, name_or_path, dropout=None):
     own = dict(model.named_parameters())  # wte.weight is lm_head.weight: listed once
     if "lm_head.weight" in own:
         own["transformer.wte.weight"] = own.pop("lm_head.weight")
-    loaded, lm_head = {}, None
+    wte = own["transformer.wte.weight"]
+    place_in_one_block(own)
+    loaded, lm_head, head = {}, None, None
     for file, names in shard_files(path).items():
         if not os.path.exists(file):
             raise _fail(file, "missing (model.safetensors or a shard named by the index)")
@@ -166,7 +183,7 @@ def from_pretrained(cls, name_or_path, dropout=None):
                 if key.endswith(BUFFERS):
                     continue
                 if key == "lm_head.weight":  # a copy of wte in some files; must equal it
-                    lm_head = (file, mapped.array(name).copy())
+                    head = name
                     continue
                 if key not in own:
                     raise _fail(file, f"unexpected tensor {name!r} (not a GPT-2 weight for "
@@ -179,13 +196,21 @@ def from_pretrained(cls, name_or_path, dropout=None):
                 if dtype.kind != "f" or shape != want:
                     raise _fail(file, f"tensor {name!r} is {dtype.name}{list(shape)}, expected "
                                 f"float{list(want)}")
+                # a Conv1D weight's .T is its [in, out] block: a contiguous copy, no transpose
                 mapped.copy_into(name, param.T if key.endswith(CONV1D) else param)
                 loaded[key] = file
+            if head is not None:  # lm_head.weight is in this file: it must equal wte
+                if "transformer.wte.weight" in loaded:  # compared in place, while mapped
+                    same = bool(np.array_equal(mapped.array(head), wte.data))
+                else:  # wte comes from a later shard: keep a copy until then
+                    same = mapped.array(head).copy()
+                lm_head, head = (file, same), None
     missing = [k for k in own if k not in loaded]
     if missing:
         raise _fail(path, f"missing tensors {', '.join(missing[:8])}"
                     + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-    if lm_head is not None and not np.array_equal(lm_head[1], own["transformer.wte.weight"].data):
+    if lm_head is not None and not (lm_head[1] if isinstance(lm_head[1], bool)
+                                    else np.array_equal(lm_head[1], wte.data)):
         raise _fail(lm_head[0], "'lm_head.weight' differs from 'wte.weight'; tinygen's GPT "
                     "ties them, so it cannot load an untied head")
     return model
