@@ -147,15 +147,23 @@ class MappedFile:
     copies a tensor into `out` in slabs of SLAB_BYTES and hands each slab's pages back to
     the OS once copied (madvise MADV_DONTNEED), so copying a whole file into a model holds
     at most one slab of the file in memory besides the model: memory-frugal loading.
+
+    copy_on_write=True maps the file privately (MAP_PRIVATE) instead: `array` views are then
+    writable, a write copies its page into the process and never reaches the file, and pages
+    never written stay the page cache's own, shared. Such views outlive `close` only if the
+    mapping is left open for them (it is unmapped when the last view goes); the file must then
+    not be truncated or rewritten in place meanwhile (an atomic replace, as `save` does, is
+    safe): reading a page cut off from the file raises SIGBUS (as torch.load(mmap=True)).
     """
 
     SLAB_BYTES = 1 << 24
 
-    def __init__(self, path):
+    def __init__(self, path, copy_on_write=False):
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
             _, n, self.metadata, self.entries = read_header(self.path, f)
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            access = mmap.ACCESS_COPY if copy_on_write else mmap.ACCESS_READ
+            self._map = mmap.mmap(f.fileno(), 0, access=access)
         self._start = 8 + n  # where the byte buffer begins in the file
         self.buffer = memoryview(self._map)[self._start:]
 

@@ -241,12 +241,13 @@ class GPT(nn.Module):
         return super().load_state_dict(state, strict)
 
     @classmethod
-    def from_pretrained(cls, name_or_path, dropout=None):
+    def from_pretrained(cls, name_or_path, dropout=None, mmap=False):
         """GPT-2 weights from a Hugging Face folder (config.json + model.safetensors, or
-        shards) or, with huggingface_hub installed, a model id ("gpt2"); see gpt2_hf."""
+        shards) or, with huggingface_hub installed, a model id ("gpt2"); see gpt2_hf.
+        mmap=True keeps them in a copy-on-write mapping of the file instead of copying."""
         from tinygen.models import gpt2_hf
 
-        return gpt2_hf.from_pretrained(cls, name_or_path, dropout)
+        return gpt2_hf.from_pretrained(cls, name_or_path, dropout, mmap)
 
     def save_pretrained(self, path):
         """Write the Hugging Face layout that transformers' GPT2LMHeadModel loads."""

@@ -155,8 +155,12 @@ def place_in_one_block(params):
         start += p.data.size
 
 
-def from_pretrained(cls, name_or_path, dropout=None):
-    """A GPT with the weights of a Hugging Face GPT-2 folder or model id (see module doc)."""
+def from_pretrained(cls, name_or_path, dropout=None, mmap=False):
+    """A GPT with the weights of a Hugging Face GPT-2 folder or model id (see module doc).
+    mmap=True leaves float32 weights in a copy-on-write mapping of the file instead of copying
+    them (MappedFile(copy_on_write=True)): loading reads nothing, the first forward pass
+    reads the pages it needs, a write to a weight copies its page; the file must not be
+    rewritten in place while the model lives."""
     path = resolve(name_or_path, ("config.json", "*.safetensors", INDEX))
     config = gpt_config(path, dropout)
     with no_init():
@@ -165,16 +169,18 @@ def from_pretrained(cls, name_or_path, dropout=None):
     if "lm_head.weight" in own:
         own["transformer.wte.weight"] = own.pop("lm_head.weight")
     wte = own["transformer.wte.weight"]
-    place_in_one_block(own)
+    if not mmap:
+        place_in_one_block(own)
     loaded, lm_head, head = {}, None, None
     for file, names in shard_files(path).items():
         if not os.path.exists(file):
             raise _fail(file, "missing (model.safetensors or a shard named by the index)")
         try:
-            mapped = MappedFile(file)
+            mapped = MappedFile(file, copy_on_write=mmap)
         except CheckpointError as e:
             raise _fail(file, str(e)) from None
-        with mapped:
+        # with mmap=True the mapping stays open for the weights that view it
+        with contextlib.nullcontext(mapped) if mmap else mapped:
             for name in mapped.entries if names is None else names:
                 if name not in mapped.entries:
                     raise _fail(file, f"tensor {name!r}, listed in {INDEX}, is not in it")
@@ -196,8 +202,11 @@ def from_pretrained(cls, name_or_path, dropout=None):
                 if dtype.kind != "f" or shape != want:
                     raise _fail(file, f"tensor {name!r} is {dtype.name}{list(shape)}, expected "
                                 f"float{list(want)}")
-                # a Conv1D weight's .T is its [in, out] block: a contiguous copy, no transpose
-                mapped.copy_into(name, param.T if key.endswith(CONV1D) else param)
+                if mmap:  # a view of the file's bytes (float16 is converted: a copy)
+                    array = mapped.array(name).astype(np.float32, copy=False)
+                    own[key].data = array.T if key.endswith(CONV1D) else array
+                else:  # a Conv1D weight's .T is its [in, out] block: a contiguous copy
+                    mapped.copy_into(name, param.T if key.endswith(CONV1D) else param)
                 loaded[key] = file
             if head is not None:  # lm_head.weight is in this file: it must equal wte
                 if "transformer.wte.weight" in loaded:  # compared in place, while mapped
