@@ -3,8 +3,9 @@
 One process, the same random weights (transformers initialises GPT-2, saves it with
 save_pretrained, tinygen loads that folder with GPT.from_pretrained), the two libraries
 alternating for a few rounds so machine noise hits both alike; medians and each run. Prints
-  - loading: GPT.from_pretrained's seconds, CPU seconds and peak extra memory (in a fresh
-    subprocess each round, VmHWM - VmRSS before) against the file's size;
+  - loading: GPT.from_pretrained's seconds (copying, and with mmap=True), CPU seconds and
+    peak extra memory (in a fresh subprocess each round, VmHWM - VmRSS before) against the
+    file's size, and the first forward pass after it;
   - generation: ms/token, greedy, with the KV cache, after a 16-token prompt;
   - training: one step (forward, backward, AdamW) at B=1, T=1024;
   - the tokenizer: MB/s encoding tinyshakespeare and a mixed text (its lines among CJK,
@@ -48,11 +49,22 @@ def load_only(path, lib):
     before = memory_kb("VmRSS")
     t0, cpu0 = time.perf_counter(), time.process_time()
     if lib == "torch":
-        transformers.GPT2LMHeadModel.from_pretrained(path)
+        model = transformers.GPT2LMHeadModel.from_pretrained(path)
     else:
-        GPT.from_pretrained(path)
+        model = GPT.from_pretrained(path, mmap=lib == "tinygen-mmap")
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "extra_kb": memory_kb("VmHWM") - before}))
+    extra_kb = memory_kb("VmHWM") - before
+    t0 = time.perf_counter()  # the first forward pass: with mmap it reads the weights' pages
+    if lib == "torch":
+        import torch
+
+        with torch.no_grad():
+            model(torch.zeros((1, 1), dtype=torch.long))
+    else:
+        with tg.no_grad():
+            model(np.zeros((1, 1), np.int64))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "extra_kb": extra_kb,
+                      "first": time.perf_counter() - t0}))
 
 
 def timed_ms(step, warmup=1):
@@ -92,7 +104,7 @@ def main():
     ref.save_pretrained(folder)
     size = os.path.getsize(os.path.join(folder, "model.safetensors"))
 
-    loads = {"tinygen": [], "torch": []}
+    loads = {"tinygen": [], "tinygen-mmap": [], "torch": []}
     for _ in range(args.rounds):  # a fresh process each time, the two alternating
         for lib, runs in loads.items():
             child = subprocess.run([sys.executable, __file__, "--load-only", folder, lib],
@@ -104,7 +116,8 @@ def main():
         seconds = ", ".join(f"{r['seconds']:.2f}" for r in runs)
         print(f"load {lib}: median {median(r['seconds'] for r in runs):.2f} s ({seconds}), CPU "
               f"time {median(r['cpu'] for r in runs):.2f} s, peak extra memory {extra / 1024:.0f} "
-              f"MiB = {extra * 1024 / size:.2f}x the file ({size / 2**20:.0f} MiB, page cache)")
+              f"MiB = {extra * 1024 / size:.2f}x the file ({size / 2**20:.0f} MiB, page cache); "
+              f"then the first forward pass {median(r['first'] for r in runs):.2f} s")
 
     model = GPT.from_pretrained(folder)
     rng = np.random.default_rng(0)
