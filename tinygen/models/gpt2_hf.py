@@ -11,8 +11,9 @@ causal masks "attn.bias" / "attn.masked_bias" older files carry are buffers, not
 
 Loading builds the model without drawing random initial weights (they would be overwritten;
 transformers' `no_init_weights` does the same), memory-maps each file and copies tensor by
-tensor into the parameters, handing the file's pages back as it goes: the weights are held
-once. Nothing here runs code from the folder: JSON and safetensors are only parsed.
+tensor into the parameters (one block of memory, Conv1D weights in their file layout),
+handing the file's pages back as it goes: the weights are held once. With mmap=True nothing
+is copied: the weights are copy-on-write views of the file. Nothing here runs code from the folder: JSON and safetensors are only parsed.
 """
 
 import contextlib
