@@ -8,6 +8,7 @@ import numpy as np
 from harness import Case
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from op_cases_linalg import LINALG_CASES
 from op_cases_tensor import TENSOR_CASES
 
 import tinygen as tg
@@ -541,4 +542,5 @@ CASES = [
          examples=CONV_T_EXAMPLES),
     # the tensor API of #12 (tests/op_cases_tensor.py: inputs drawn whole, PyTorch twins)
     *TENSOR_CASES,
+    *LINALG_CASES,  # tg.linalg (tests/op_cases_linalg.py)
 ]
