@@ -10,6 +10,8 @@ Runs the same ops in PyTorch side by side when it is installed and prints the ra
 worktree, say) in alternating subprocesses, each importing tinygen from its own tree and
 timed by this same file, and prints every row's median over the trials before and after:
 machine noise then hits both trees alike, and one run answers "is it slower than before?".
+It also counts the Python function calls per op in each tree (cProfile), which no noise
+moves: the engine's per-op work, before and after.
 """
 
 import argparse
@@ -75,11 +77,32 @@ def inputs(n):
     return [rng.standard_normal((n, n), dtype=np.float32) for _ in range(2)]
 
 
+def tinygen_cases(n):
+    x, y = inputs(n)
+    return cases("tg", tg.tensor(x, requires_grad=True), tg.tensor(y, requires_grad=True))
+
+
 def tinygen_times(n, repeat):
     """{row: µs} for the tinygen that this process imported."""
-    x, y = inputs(n)
-    ours = cases("tg", tg.tensor(x, requires_grad=True), tg.tensor(y, requires_grad=True))
-    return {name: best_of(fn, repeat) for name, fn in ours.items()}
+    return {name: best_of(fn, repeat) for name, fn in tinygen_cases(n).items()}
+
+
+def python_calls(n, calls=200):
+    """{row: Python function calls per op} (cProfile's count): the engine's own work,
+    exact and immune to machine noise, unlike the times."""
+    import cProfile
+    import pstats
+
+    out = {}
+    for name, fn in tinygen_cases(n).items():
+        fn()
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(calls):
+            fn()
+        profile.disable()
+        out[name] = pstats.Stats(profile).total_calls / calls
+    return out
 
 
 def against(args):
@@ -87,6 +110,7 @@ def against(args):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = {"before": os.path.abspath(args.against), "after": here}
     samples = {label: [] for label in trees}
+    calls = {}
     for trial in range(args.trials):
         order = list(trees) if trial % 2 == 0 else list(trees)[::-1]  # ABBA: drift cancels
         for label in order:
@@ -99,19 +123,21 @@ def against(args):
             if os.path.dirname(os.path.dirname(result.pop("_tinygen"))) != trees[label]:
                 raise RuntimeError(f"overhead: the {label} worker imported tinygen from "
                                    f"outside {trees[label]}")
+            calls[label] = result.pop("_calls")
             samples[label].append(result)
     print(f"{args.n}x{args.n} float32 on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; {args.trials} alternating subprocess trials per tree, "
           f"each row the best of 5 rounds of {args.repeat} calls; medians over trials")
     print(f"before: {trees['before']}\nafter:  {trees['after']}")
     print(f"{'op':30s} {'before µs':>10s} {'after µs':>9s} {'after/before':>13s} "
-          f"{'spread (after)':>15s}")
+          f"{'spread (after)':>15s} {'Python calls/op before, after':>30s}")
     for name in samples["after"][0]:
         b = statistics.median(s[name] for s in samples["before"])
         after = [s[name] for s in samples["after"]]
         a = statistics.median(after)
         q = statistics.quantiles(after, n=4) if len(after) > 1 else [a, a, a]
-        print(f"{name:30s} {b:10.2f} {a:9.2f} {a / b:13.3f} {q[0]:7.1f}-{q[2]:<7.1f}")
+        print(f"{name:30s} {b:10.2f} {a:9.2f} {a / b:13.3f} {q[0]:7.1f}-{q[2]:<7.1f} "
+              f"{calls['before'][name]:16.0f}, {calls['after'][name]:.0f}")
 
 
 def main():
@@ -128,7 +154,8 @@ def main():
         parser.error("--n must be >= 1, --repeat >= 10 and --trials >= 1")
     if args.worker:  # one trial of --against: JSON on stdout, no torch
         times = tinygen_times(args.n, args.repeat)
-        print(json.dumps(dict(times, _tinygen=os.path.abspath(tg.__file__))))
+        print(json.dumps(dict(times, _tinygen=os.path.abspath(tg.__file__),
+                              _calls=python_calls(args.n))))
         return
     if args.against:
         if not os.path.isdir(os.path.join(args.against, "tinygen")):
