@@ -8,6 +8,7 @@ import numpy as np
 from harness import Case
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from op_cases_linalg import LINALG_CASES
 from op_cases_pool import POOL_CASES
 from op_cases_tensor import TENSOR_CASES
 
@@ -543,4 +544,5 @@ CASES = [
     # the tensor API of #12 (tests/op_cases_tensor.py: inputs drawn whole, PyTorch twins)
     *TENSOR_CASES,
     *POOL_CASES,  # pooling and resizing (ops/pooling.py, ops/resize.py)
+    *LINALG_CASES,  # tg.linalg (tests/op_cases_linalg.py)
 ]

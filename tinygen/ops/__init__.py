@@ -7,10 +7,11 @@ One file per family, so that "where is the backward of X" is answered by a file 
                       floor, ceil, round, trunc, sign, erf
     activation.py     relu, tanh, sigmoid, gelu, leaky_relu
     matmul.py         matmul
+    linalg.py         det, inv, solve, cholesky, qr, eigh, svd (tinygen.linalg)
     linear.py         linear (x Wᵀ + b)
     reduce.py         sum, mean, max, min, prod, softmax, log_softmax
     scan.py           cumsum, cumprod
-    indexing.py       gather, scatter, scatter_add, scatter_reduce (amax/amin)
+    indexing.py       gather, scatter, scatter_add, scatter_reduce (amax/amin, prod)
     einsum.py         einsum
     movement.py       reshape, permute, expand, getitem, cat, to-device
     normalization.py  layer_norm, batch_norm
@@ -70,7 +71,14 @@ from tinygen.ops.elementwise import (  # noqa: F401
     Where,
 )
 from tinygen.ops.embedding import EmbeddingFunction  # noqa: F401
-from tinygen.ops.indexing import Gather, Scatter, ScatterAdd, ScatterMax  # noqa: F401
+from tinygen.ops.indexing import (  # noqa: F401
+    Gather,
+    Scatter,
+    ScatterAdd,
+    ScatterMax,
+    ScatterProd,
+)
+from tinygen.ops.linalg import QR, SVD, Cholesky, Det, Eigh, Inv, Solve  # noqa: F401
 from tinygen.ops.linear import LinearFunction  # noqa: F401
 from tinygen.ops.loss import CrossEntropy  # noqa: F401
 from tinygen.ops.matmul import MatMul  # noqa: F401
