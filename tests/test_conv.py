@@ -19,7 +19,7 @@ import tinygen as tg
 import tinygen.nn.functional as F
 from tinygen import nn
 from tinygen.backend import to_batch_last as to_rows
-from tinygen.ops.conv import col2im, im2col
+from tinygen.ops.im2col import col2im, im2col
 
 try:
     import torch
@@ -276,8 +276,10 @@ def test_errors_name_the_op_and_shapes():
     with pytest.raises(ValueError, match=r"conv2d: kernel \(7, 7\) is larger than the padded "
                                          r"input \(7, 5\)"):
         F.conv2d(x, tg.randn(4, 3, 7, 7), padding=(1, 0))
-    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D input.*\(3, 5, 5\)"):
-        F.conv2d(tg.randn(3, 5, 5), w)
+    with pytest.raises(ValueError, match=r"conv2d: expected a 3-D \(unbatched\) or 4-D "
+                                         r"\(batched\) input.*\(3, 5\)"):
+        F.conv2d(tg.randn(3, 5), w)
+    assert F.conv2d(tg.randn(3, 5, 5), w).shape == (4, 3, 3)   # unbatched, as in PyTorch
     with pytest.raises(ValueError, match=r"conv2d: expected a 4-D weight.*\(4, 3, 3\)"):
         F.conv2d(x, tg.randn(4, 3, 3))
     with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(4,\)"):
