@@ -153,14 +153,17 @@ def conv_output(weight, cols, N, out_size, groups, bias=None):
     return from_batch_last(out.reshape(A, *out_size, N))
 
 
-def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, groups):
+def conv_input_grad(grad_rows, grad_rows_size, weight, x_shape, stride, padding, dilation,
+                    groups):
     """weightᵀ @ grad per group, then col2im: the gradient of conv2d with respect to its
-    input x [N, G*B, H, W], given the output gradient as rows [A, H_out*W_out*N].
-    conv2d's input gradient, and conv_transpose2d's forward (with A = C_in)."""
+    input x [N, G*B, H, W], given the output gradient as rows [A, H_out*W_out*N] of an
+    (H_out, W_out) image. conv2d's input gradient, and conv_transpose2d's forward (with
+    A = C_in, and (H_out, W_out) its input size)."""
     N, C, H, W = x_shape
     wT = grouped(weight, groups).transpose(0, 2, 1)                  # [G, B*K_h*K_w, A/G]
     gcols = (wT @ grouped(grad_rows, groups)).reshape(-1, grad_rows.shape[1])
-    rows = col2im(gcols, (C, H, W, N), weight.shape[2:], stride, padding, dilation)
+    rows = col2im(gcols, (C, H, W, N), weight.shape[2:], stride, padding, dilation,
+                  grad_rows_size)
     return from_batch_last(rows)                                     # [N, C, H, W]
 
 
@@ -192,8 +195,8 @@ class Conv2dFunction(Function):
         stride, padding, dilation, groups = self.geometry
         gx = gw = None
         if self.needs_input_grad[0]:
-            gx = conv_input_grad(g, self.weight, self.x_shape, stride, padding, dilation,
-                                 groups)
+            gx = conv_input_grad(g, grad.shape[2:], self.weight, self.x_shape, stride,
+                                 padding, dilation, groups)
         if self.needs_input_grad[1]:
             gw = weight_grad(g, self.cols, self.weight.shape, groups)
         if not self.has_bias:
@@ -214,8 +217,8 @@ class ConvTranspose2dFunction(Function):
         out_shape = (N, weight.shape[1] * groups) + transposed_size(
             (H, W), K, stride, padding, dilation, output_padding)
         self.x_rows = to_batch_last(x).reshape(x.shape[1], -1)    # [C_in, H*W*N]
-        out = conv_input_grad(self.x_rows, weight, out_shape, stride, padding, dilation,
-                              groups)
+        out = conv_input_grad(self.x_rows, (H, W), weight, out_shape, stride, padding,
+                              dilation, groups)
         if bias is not None:
             out += bias[:, None, None]
         self.weight, self.x_shape, self.has_bias = weight, x.shape, bias is not None

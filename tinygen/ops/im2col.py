@@ -51,9 +51,8 @@ def conv_out_size(size, kernel, stride, padding, dilation=(1, 1)):
 
 
 @functools.lru_cache(maxsize=256)
-def _window_index(xp, size, kernel, stride, padding, dilation):
-    (Kh, Kw), (Sh, Sw), (dh, dw) = kernel, stride, dilation
-    Ho, Wo = conv_out_size(size, kernel, stride, padding, dilation)
+def _window_index(xp, size, kernel, stride, padding, dilation, out_size):
+    (Kh, Kw), (Sh, Sw), (dh, dw), (Ho, Wo) = kernel, stride, dilation, out_size
     Wp = size[1] + sum(padding[1])                                # padded width
     y = dh * np.arange(Kh)[:, None] + Sh * np.arange(Ho)          # [K_h, H_out] padded rows
     x = dw * np.arange(Kw)[:, None] + Sw * np.arange(Wo)          # [K_w, W_out] padded cols
@@ -61,11 +60,24 @@ def _window_index(xp, size, kernel, stride, padding, dilation):
     return xp.asarray(idx.reshape(-1))
 
 
-def window_index(xp, size, kernel, stride, padding, dilation=(1, 1)):
+def window_index(xp, size, kernel, stride, padding, dilation, out_size):
     """Flat padded pixel y W_p + x read by kernel entry (a, b) at output pixel (i, j), for
     every (a, b, i, j) in that order: [K_h*K_w*H_out*W_out] ints on xp's device."""
     return _window_index(xp, tuple(size), tuple(kernel), tuple(stride), sides(padding),
-                         tuple(dilation))
+                         tuple(dilation), tuple(out_size))
+
+
+def windows(size, kernel, stride, padding, dilation, out_size):
+    """(H_out, W_out): out_size, checked, or all the windows that fit when it is None.
+    A transposed convolution asks for fewer than fit (its input size) when its
+    output_padding reaches past the stride (possible when the dilation is larger)."""
+    fit = conv_out_size(size, kernel, stride, padding, dilation)
+    if out_size is None:
+        return fit
+    if len(out_size) != 2 or not all(0 < o <= f for o, f in zip(out_size, fit)):
+        raise ValueError(f"im2col: out_size {tuple(out_size)} does not match the image "
+                         f"{tuple(size)}, kernel {kernel}, stride {stride}, padding {padding}")
+    return tuple(out_size)
 
 
 def zero_padded(rows, padding):
@@ -83,33 +95,31 @@ def im2col(rows, kernel, stride, padding, out_size=None, dilation=(1, 1)):
     """Rows [C, H, W, N] -> cols [C*K_h*K_w, H_out*W_out*N]:
     cols[(c, a, b), (i, j, n)] = padded[c, d_h a + S_h i, d_w b + S_w j, n], one gather."""
     C, H, W, N = rows.shape
-    Ho, Wo = conv_out_size((H, W), kernel, stride, padding, dilation)
-    if out_size is not None and tuple(out_size) != (Ho, Wo):
-        raise ValueError(f"im2col: out_size {tuple(out_size)} does not match the image "
-                         f"{(H, W)}, kernel {kernel}, stride {stride}, padding {padding}")
+    Ho, Wo = windows((H, W), kernel, stride, padding, dilation, out_size)
     xp = get_array_module(rows)
     padded = zero_padded(rows, padding)
-    idx = window_index(xp, (H, W), kernel, stride, padding, dilation)
+    idx = window_index(xp, (H, W), kernel, stride, padding, dilation, (Ho, Wo))
     flat = padded.reshape(C, -1, N)                                # [C, H_p*W_p, N]
     return xp.take(flat, idx, axis=1).reshape(C * kernel[0] * kernel[1], Ho * Wo * N)
 
 
-def col2im(cols, shape, kernel, stride, padding, dilation=(1, 1)):
+def col2im(cols, shape, kernel, stride, padding, dilation=(1, 1), out_size=None):
     """The adjoint of im2col: cols [C*K_h*K_w, H_out*W_out*N] -> rows [C, H, W, N], every
     entry added onto the pixel it was copied from (those landing in the padding dropped)."""
     xp = get_array_module(cols)
-    if xp is np:
-        return col2im_by_slices(cols, shape, kernel, stride, padding, dilation)
     C, H, W, N = shape
+    out_size = windows((H, W), kernel, stride, padding, dilation, out_size)
+    if xp is np:
+        return col2im_by_slices(cols, shape, kernel, stride, padding, dilation, out_size)
     (pt, pb), (pl, pr) = sides(padding)
-    idx = window_index(xp, (H, W), kernel, stride, padding, dilation)
+    idx = window_index(xp, (H, W), kernel, stride, padding, dilation, out_size)
     padded = xp.zeros((C, (H + pt + pb) * (W + pl + pr), N), dtype=cols.dtype)
     xp.add.at(padded, (slice(None), idx), cols.reshape(C, -1, N))  # one atomic scatter-add
     padded = padded.reshape(C, H + pt + pb, W + pl + pr, N)
     return xp.ascontiguousarray(padded[:, pt:pt + H, pl:pl + W])
 
 
-def col2im_by_slices(cols, shape, kernel, stride, padding, dilation=(1, 1)):
+def col2im_by_slices(cols, shape, kernel, stride, padding, dilation, out_size):
     """col2im as K_h*K_w strided `+=`s (Caffe's col2im loop), the fast way on NumPy.
 
     With a stride, kernel offset a only reaches padded rows y = d_h a (mod S_h), so the
@@ -122,7 +132,7 @@ def col2im_by_slices(cols, shape, kernel, stride, padding, dilation=(1, 1)):
     (Kh, Kw), (Sh, Sw), (dh, dw) = kernel, stride, dilation
     (pt, pb), (pl, pr) = sides(padding)
     Hp, Wp = H + pt + pb, W + pl + pr
-    Ho, Wo = conv_out_size((H, W), kernel, stride, padding, dilation)
+    Ho, Wo = out_size
     cols = cols.reshape(C, Kh, Kw, Ho, Wo, N)
     rows = np.empty(shape, dtype=cols.dtype)     # every pixel belongs to exactly one phase
     for r in range(Sh):
