@@ -24,11 +24,12 @@ needs nothing special; a pair (P_h, P_w) means P_h on top and bottom, P_w left a
 Launches on the GPU (counted on tests/cupy_emulator.py): im2col is a zero-padded copy (2)
 and one take; col2im is a zeroed buffer, one scatter-add (CuPy's atomic add.at) and one
 crop copy: a handful per call, where the former loop over kernel offsets issued ~5 per
-offset (80 for a 4x4 kernel). On NumPy, im2col is the same gather (measured 1.1-1.3x
-faster than the slice loop it replaced, 2-core x86-64, shared machine), but np.add.at is
-50-70x slower than adding strided slices, so col2im on NumPy sums one slice per kernel
-offset instead (`col2im_by_slices`): the same numbers, fast on the CPU, many launches
-on a GPU, hence the split by backend.
+offset (80 for a 4x4 kernel). On NumPy, im2col is the same gather: per call 0.4-1.2x the
+time of the slice loop it replaced on the DCGAN / classifier / residual-net layers (2-core
+x86-64, shared machine: noisy), never clearly slower. But np.add.at is 50-70x slower than
+adding strided slices there (same machine), so col2im on NumPy sums one slice per kernel
+offset instead (`col2im_by_slices`): the same numbers, fast on the CPU and many launches
+on a GPU, hence the one split by backend.
 """
 
 import functools
@@ -119,31 +120,46 @@ def col2im(cols, shape, kernel, stride, padding, dilation=(1, 1), out_size=None)
     return xp.ascontiguousarray(padded[:, pt:pt + H, pl:pl + W])
 
 
+def inside(offset, S, P, n_out, n):
+    """Along one axis, the kernel tap at `offset` (d a) reads input pixel y = offset + S i - P
+    at output positions i = 0 .. n_out-1. Returns (first i, how many, first y) for the
+    positions where y lies in the image [0, n) rather than in the padding, or None."""
+    lo = max(0, -((offset - P) // S))             # ceil((P - offset) / S): first y >= 0
+    hi = min(n_out, (n - 1 + P - offset) // S + 1)  # one past the last y <= n - 1
+    return (lo, hi - lo, offset + S * lo - P) if hi > lo else None
+
+
 def col2im_by_slices(cols, shape, kernel, stride, padding, dilation, out_size):
     """col2im as K_h*K_w strided `+=`s (Caffe's col2im loop), the fast way on NumPy.
 
-    With a stride, kernel offset a only reaches padded rows y = d_h a (mod S_h), so the
-    offsets fall into S_h x S_w "phases" that never touch each other's pixels. Each phase
-    is summed in a small buffer of its own pixels, where consecutive outputs are
-    neighbours in memory (long contiguous runs, and it stays in cache), then its part
-    inside the image is copied into place once: ~1.2x faster than adding into strided rows.
+    Only the part of each kernel offset's slice that lands inside the image is added
+    (`inside`), so no padded buffer is built. With a stride, offset a only reaches image
+    rows y = d_h a - P_top (mod S_h), so the offsets fall into S_h x S_w "phases" that
+    never touch each other's pixels. Each phase is summed in a small buffer of its own
+    pixels, where consecutive outputs are neighbours in memory (long contiguous runs, and
+    it stays in cache), then copied into place once: ~1.2x faster than adding into
+    strided rows. (This is the col2im of tinygen before the gather, with dilation and
+    padding per side added.)
     """
     C, H, W, N = shape
     (Kh, Kw), (Sh, Sw), (dh, dw) = kernel, stride, dilation
-    (pt, pb), (pl, pr) = sides(padding)
-    Hp, Wp = H + pt + pb, W + pl + pr
+    (pt, _), (pl, _) = sides(padding)
     Ho, Wo = out_size
     cols = cols.reshape(C, Kh, Kw, Ho, Wo, N)
-    rows = np.empty(shape, dtype=cols.dtype)     # every pixel belongs to exactly one phase
+    one_phase = (Sh, Sw) == (1, 1)                # stride 1: the phase is the whole image
+    rows = (np.zeros if one_phase else np.empty)(shape, dtype=cols.dtype)
     for r in range(Sh):
-        for q in range(Sw):     # the phase of padded pixels y = r (mod S_h), x = q (mod S_w)
-            phase = np.zeros((C, len(range(r, Hp, Sh)), len(range(q, Wp, Sw)), N), cols.dtype)
-            for a in (a for a in range(Kh) if dh * a % Sh == r):
-                for b in (b for b in range(Kw) if dw * b % Sw == q):
-                    y0, x0 = dh * a // Sh, dw * b // Sw   # padded y = r + S_h (y0 + i)
-                    phase[:, y0:y0 + Ho, x0:x0 + Wo] += cols[:, a, b]
-            # the phase's pixels inside the image: padded y = pt + (r - pt) % S_h, ...
-            y, x = (r - pt) % Sh, (q - pl) % Sw                  # first image row, column
-            rows[:, y::Sh, x::Sw] = phase[:, (pt + y) // Sh:, (pl + x) // Sw:][
-                :, :len(range(y, H, Sh)), :len(range(x, W, Sw))]
+        for q in range(Sw):       # the phase of image pixels y = r (mod S_h), x = q (mod S_w)
+            phase = rows if one_phase else np.zeros(
+                (C, len(range(r, H, Sh)), len(range(q, W, Sw)), N), dtype=cols.dtype)
+            for a in (a for a in range(Kh) if (dh * a - pt) % Sh == r):
+                for b in (b for b in range(Kw) if (dw * b - pl) % Sw == q):
+                    ri, rj = inside(dh * a, Sh, pt, Ho, H), inside(dw * b, Sw, pl, Wo, W)
+                    if ri is None or rj is None:
+                        continue
+                    (i, m, y), (j, k, x) = ri, rj              # y = r + S_h (y // S_h)
+                    phase[:, y // Sh:y // Sh + m, x // Sw:x // Sw + k] += cols[
+                        :, a, b, i:i + m, j:j + k]
+            if not one_phase:
+                rows[:, r::Sh, q::Sw] = phase
     return rows
