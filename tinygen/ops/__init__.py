@@ -18,7 +18,8 @@ One file per family, so that "where is the backward of X" is answered by a file 
     loss.py           cross_entropy
     embedding.py      embedding
     dropout.py        dropout
-    conv.py           conv2d, conv_transpose2d (im2col / col2im)
+    conv.py           conv2d, conv_transpose2d (groups, dilation; conv1d as a height-1 conv2d)
+    im2col.py         im2col (one gather) and col2im, the columns conv.py multiplies
 
 Everything else in tinygen (Tensor methods, nn.functional) composes these, so a new
 composite needs no backward of its own. Forward and backward take and return raw arrays.
