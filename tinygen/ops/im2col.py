@@ -29,7 +29,9 @@ time of the slice loop it replaced on the DCGAN / classifier / residual-net laye
 x86-64, shared machine: noisy), never clearly slower. But np.add.at is 50-70x slower than
 adding strided slices there (same machine), so col2im on NumPy sums one slice per kernel
 offset instead (`col2im_by_slices`): the same numbers, fast on the CPU and many launches
-on a GPU, hence the one split by backend.
+on a GPU, hence the one split by backend. (The GPU's atomic adds sum in no fixed order, so
+col2im's last bits can differ from run to run there, as with PyTorch's non-deterministic
+cuDNN backward; ops/conv.cu has a deterministic gather kernel, off by default.)
 """
 
 import functools
