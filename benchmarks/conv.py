@@ -102,9 +102,10 @@ def workloads(lib, args, seed=0):
     ours = {"dcgan": dcgan(tnn), "classifier": (classifier(tnn),), "resnet": (resnet(tnn),)}
     rng = np.random.default_rng(seed)
     real = rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32)
-    cifar = rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32)
     z = rng.standard_normal((batch, Z), dtype=np.float32)
     labels = rng.integers(0, 10, batch)
+    cifar = rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32)  # drawn last: the
+    # other workloads see the batches they saw before the residual net was added
     if lib == "tinygen":
         nn, F, optim, models = tnn, tF, toptim, ours
         for ms in models.values():
