@@ -21,9 +21,8 @@ from tinygen.nn.activation import (  # noqa: F401
     Softsign,
 )
 from tinygen.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: F401
+from tinygen.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d  # noqa: F401
 from tinygen.nn.layers import (  # noqa: F401
-    Conv2d,
-    ConvTranspose2d,
     Dropout,
     Embedding,
     Flatten,

@@ -19,7 +19,8 @@ One file per family, so that "where is the backward of X" is answered by a file 
     loss.py           cross_entropy
     embedding.py      embedding
     dropout.py        dropout
-    conv.py           conv2d, conv_transpose2d (im2col / col2im)
+    conv.py           conv2d, conv_transpose2d (groups, dilation; conv1d as a height-1 conv2d)
+    im2col.py         im2col (one gather) and col2im, the columns conv.py multiplies
     pooling.py        max / average / adaptive pooling, resampling (window gathers);
                       resize.py builds interpolation's windows
 
