@@ -1,10 +1,15 @@
 """Convolutional training steps in tinygen and PyTorch, side by side.
 
-Two workloads on 28x28 single-channel images (the MNIST layout):
+Two workloads on 28x28 single-channel images (the MNIST layout), one on 3x32x32 (CIFAR's):
   dcgan       the DCGAN of tinygen.models.gan (conv / transposed conv / batch norm): one
               D step on real and generated images, then one G step, each with Adam
   classifier  three 3x3 convs (the last two with stride 2) and a linear layer: forward,
               cross-entropy, backward, Adam
+  resnet      a small residual net (He et al. 2016, the CIFAR layout): a 3x3 stem, then
+              three stages of one basic block each (two 3x3 conv + BatchNorm, a residual
+              add; 16, 32, 64 channels, the last two stages with stride 2 and a 1x1
+              projection shortcut), global mean, linear: forward, cross-entropy, backward,
+              SGD with momentum
 The models are written once, against the shared PyTorch-style API, and built from both
 `tinygen.nn` and `torch.nn`; both start from the same weights and see the same batches.
 Libraries alternate for a few rounds so machine noise hits both alike; prints the best
@@ -51,16 +56,56 @@ def classifier(nn):
         nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
 
 
+def resnet(nn):
+    """3x32x32 -> 10 logits; written once against either library's nn."""
+
+    class BasicBlock(nn.Module):
+        """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), He et al. 2016, figure 2."""
+
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.relu = nn.ReLU()
+            self.shortcut = nn.Sequential()   # identity, or a 1x1 projection when shapes change
+            if stride != 1 or c_in != c_out:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(16), nn.ReLU())          # [N, 16, 32, 32]
+            self.stages = nn.Sequential(BasicBlock(16, 16, 1),                # [N, 16, 32, 32]
+                                        BasicBlock(16, 32, 2),                # [N, 32, 16, 16]
+                                        BasicBlock(32, 64, 2))                # [N, 64, 8, 8]
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(self.stages(self.stem(x)).mean((2, 3)))           # global mean
+
+    return ResNet()
+
+
 def workloads(lib, args, seed=0):
     """name -> (step function, models) for `lib` ("tinygen" or "torch"). The weights are
     tinygen's (seeded), copied into PyTorch's models, so both start from the same point."""
     batch, device = args.batch, args.device
     tg.manual_seed(seed)
-    ours = {"dcgan": dcgan(tnn), "classifier": (classifier(tnn),)}
+    ours = {"dcgan": dcgan(tnn), "classifier": (classifier(tnn),), "resnet": (resnet(tnn),)}
     rng = np.random.default_rng(seed)
     real = rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32)
     z = rng.standard_normal((batch, Z), dtype=np.float32)
     labels = rng.integers(0, 10, batch)
+    cifar = rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32)  # drawn last: the
+    # other workloads see the batches they saw before the residual net was added
     if lib == "tinygen":
         nn, F, optim, models = tnn, tF, toptim, ours
         for ms in models.values():
@@ -71,8 +116,7 @@ def workloads(lib, args, seed=0):
             return tg.tensor(a, device=device)
     else:
         nn, F, optim = torch.nn, torch.nn.functional, torch.optim
-        models = {name: (dcgan(nn) if name == "dcgan" else (classifier(nn),))
-                  for name in ours}
+        models = {"dcgan": dcgan(nn), "classifier": (classifier(nn),), "resnet": (resnet(nn),)}
         for name, ms in models.items():
             for m, twin in zip(ms, ours[name]):
                 copy_weights(m, twin).to(device)
@@ -80,13 +124,14 @@ def workloads(lib, args, seed=0):
         def tensor(a):
             return torch.from_numpy(a).to(device)
 
-    real, z, labels = tensor(real), tensor(z), tensor(labels)
+    real, z, labels, cifar = tensor(real), tensor(z), tensor(labels), tensor(cifar)
     ones, zeros = tensor(np.ones((batch, 1), np.float32)), tensor(np.zeros((batch, 1), np.float32))
     G, D = models["dcgan"]
-    (C,) = models["classifier"]
+    (C,), (R,) = models["classifier"], models["resnet"]
     opt_g = optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_c = optim.Adam(C.parameters(), lr=1e-3)
+    opt_r = optim.SGD(R.parameters(), lr=0.1, momentum=0.9)
     bce = F.binary_cross_entropy_with_logits
 
     def gan_step():  # tinygen.models.gan.train_step, written against either library
@@ -108,12 +153,19 @@ def workloads(lib, args, seed=0):
         opt_c.step()
         return loss.item()
 
-    return {"dcgan": gan_step, "classifier": classifier_step}
+    def resnet_step():
+        loss = F.cross_entropy(R(cifar), labels)
+        opt_r.zero_grad()
+        loss.backward()
+        opt_r.step()
+        return loss.item()
+
+    return {"dcgan": gan_step, "classifier": classifier_step, "resnet": resnet_step}
 
 
 def main():
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 64)
-    compare(workloads, ("dcgan", "classifier"), parser.parse_args())
+    compare(workloads, ("dcgan", "classifier", "resnet"), parser.parse_args())
 
 
 if __name__ == "__main__":

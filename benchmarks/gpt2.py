@@ -2,17 +2,20 @@
 
 One process, the same random weights (transformers initialises GPT-2, saves it with
 save_pretrained, tinygen loads that folder with GPT.from_pretrained), the two libraries
-alternating for a few rounds so machine noise hits both alike. Prints
-  - loading: GPT.from_pretrained's seconds and peak extra memory (in a fresh subprocess,
-    VmHWM - VmRSS before) against the file's size;
+alternating for a few rounds so machine noise hits both alike; medians and each run. Prints
+  - loading: GPT.from_pretrained's seconds (copying, and with mmap=True), CPU seconds and
+    peak extra memory (in a fresh subprocess each round, VmHWM - VmRSS before) against the
+    file's size, and the first forward pass after it;
   - generation: ms/token, greedy, with the KV cache, after a 16-token prompt;
   - training: one step (forward, backward, AdamW) at B=1, T=1024;
-  - the tokenizer: MB/s encoding tinyshakespeare, tinygen vs tiktoken (same vocabulary,
+  - the tokenizer: MB/s encoding tinyshakespeare and a mixed text (its lines among CJK,
+    emoji, code, digits), empty cache and warm, tinygen vs tiktoken (same vocabulary,
     trained here by tinygen's BPE trainer: GPT-2's own files cannot be downloaded here);
 and the tinygen/PyTorch ratio of each.
 
     PYTHONPATH=. python benchmarks/gpt2.py     # 124M: 12 layers, 12 heads, 768, vocab 50257
     PYTHONPATH=. python benchmarks/gpt2.py --n_layer 2 --rounds 1 --tokens 8   # a quick look
+    PYTHONPATH=. python benchmarks/gpt2.py --no-train   # loading, generation, tokenizer
 """
 
 import argparse
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 import numpy as np
 
@@ -43,13 +47,24 @@ def load_only(path, lib):
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS (Linux)
         f.write("5")
     before = memory_kb("VmRSS")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if lib == "torch":
-        transformers.GPT2LMHeadModel.from_pretrained(path)
+        model = transformers.GPT2LMHeadModel.from_pretrained(path)
     else:
-        GPT.from_pretrained(path)
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "extra_kb": memory_kb("VmHWM") - before}))
+        model = GPT.from_pretrained(path, mmap=lib == "tinygen-mmap")
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    extra_kb = memory_kb("VmHWM") - before
+    t0 = time.perf_counter()  # the first forward pass: with mmap it reads the weights' pages
+    if lib == "torch":
+        import torch
+
+        with torch.no_grad():
+            model(torch.zeros((1, 1), dtype=torch.long))
+    else:
+        with tg.no_grad():
+            model(np.zeros((1, 1), np.int64))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "extra_kb": extra_kb,
+                      "first": time.perf_counter() - t0}))
 
 
 def timed_ms(step, warmup=1):
@@ -66,6 +81,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tokens", type=int, default=32, help="tokens generated per timing")
     p.add_argument("--T", type=int, default=1024, help="training sequence length")
+    p.add_argument("--no-train", dest="train", action="store_false",
+                   help="skip the training step (minutes each at T=1024 on a busy machine)")
     p.add_argument("--load-only", dest="load_only", nargs=2, metavar=("PATH", "LIB"))
     args = p.parse_args()
     if args.load_only:
@@ -76,7 +93,7 @@ def main():
 
     threads = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count()))
     torch.set_num_threads(threads)
-    print(f"{os.cpu_count()} cores, {threads} threads; numpy {np.__version__}, torch "
+    print(f"load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores, {threads} threads; numpy {np.__version__}, torch "
           f"{torch.__version__}, transformers {transformers.__version__}; n_layer "
           f"{args.n_layer}, rounds {args.rounds}")
     torch.manual_seed(0)
@@ -87,14 +104,20 @@ def main():
     ref.save_pretrained(folder)
     size = os.path.getsize(os.path.join(folder, "model.safetensors"))
 
-    for lib in ("tinygen", "torch"):
-        child = subprocess.run([sys.executable, __file__, "--load-only", folder, lib],
-                               capture_output=True, text=True, check=True,
-                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-        load = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"load {lib}: {load['seconds']:.2f} s, peak extra memory "
-              f"{load['extra_kb'] / 1024:.0f} MiB = {load['extra_kb'] * 1024 / size:.2f}x the "
-              f"file ({size / 2**20:.0f} MiB, in the page cache)")
+    loads = {"tinygen": [], "tinygen-mmap": [], "torch": []}
+    for _ in range(args.rounds):  # a fresh process each time, the two alternating
+        for lib, runs in loads.items():
+            child = subprocess.run([sys.executable, __file__, "--load-only", folder, lib],
+                                   capture_output=True, text=True, check=True,
+                                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    for lib, runs in loads.items():
+        extra = median(r["extra_kb"] for r in runs)
+        seconds = ", ".join(f"{r['seconds']:.2f}" for r in runs)
+        print(f"load {lib}: median {median(r['seconds'] for r in runs):.2f} s ({seconds}), CPU "
+              f"time {median(r['cpu'] for r in runs):.2f} s, peak extra memory {extra / 1024:.0f} "
+              f"MiB = {extra * 1024 / size:.2f}x the file ({size / 2**20:.0f} MiB, page cache); "
+              f"then the first forward pass {median(r['first'] for r in runs):.2f} s")
 
     model = GPT.from_pretrained(folder)
     rng = np.random.default_rng(0)
@@ -130,22 +153,50 @@ def main():
         return loss.item()
 
     assert (np.asarray(gen_tinygen()) == gen_torch()).all(), "greedy generations differ"
-    best = {}
-    for _ in range(args.rounds):
-        for key, fn in (("gen tinygen", gen_tinygen), ("gen torch", gen_torch),
-                        ("train tinygen", train_tinygen), ("train torch", train_torch)):
-            best[key] = min(best.get(key, float("inf")), timed_ms(fn))
-    gen = {lib: best[f"gen {lib}"] / n for lib in ("tinygen", "torch")}
-    train = {lib: best[f"train {lib}"] for lib in ("tinygen", "torch")}
-    print(f"generation ms/token (greedy, KV cache, {n} tokens after 16): tinygen "
-          f"{gen['tinygen']:.1f}, torch {gen['torch']:.1f}, ratio "
-          f"{gen['tinygen'] / gen['torch']:.2f}")
-    print(f"training step ms (B=1, T={args.T}, AdamW): tinygen {train['tinygen']:.0f}, torch "
-          f"{train['torch']:.0f}, ratio {train['tinygen'] / train['torch']:.2f}")
-    tokenizer_speed()
+    jobs = [("gen tinygen", gen_tinygen), ("gen torch", gen_torch)]
+    if args.train:
+        jobs += [("train tinygen", train_tinygen), ("train torch", train_torch)]
+    times = {key: [] for key, _ in jobs}
+    for _ in range(args.rounds):  # alternating, so machine noise hits both alike
+        for key, fn in jobs:
+            times[key].append(timed_ms(fn))
+    show(f"generation ms/token (greedy, KV cache, {n} tokens after 16)",
+         {lib: [t / n for t in times[f"gen {lib}"]] for lib in ("tinygen", "torch")})
+    if args.train:
+        show(f"training step ms (B=1, T={args.T}, AdamW)",
+             {lib: times[f"train {lib}"] for lib in ("tinygen", "torch")})
+    tokenizer_speed(args.rounds)
 
 
-def tokenizer_speed():
+def show(what, runs):
+    """One line: each library's median and its runs, and the ratio of the medians."""
+    med = {lib: median(r) for lib, r in runs.items()}
+    each = "; ".join(f"{lib} {med[lib]:.1f} ({', '.join(f'{t:.1f}' for t in r)})"
+                     for lib, r in runs.items())
+    print(f"{what}: {each}; ratio of medians {med['tinygen'] / med['torch']:.2f}")
+
+
+def mixed_text(base, size=1_000_000, seed=0):
+    """base's lines interleaved with lines of what GPT-2's pattern and byte-level BPE find
+    hard: CJK, emoji with joiners, combining marks, digits, code, whitespace runs, CRLF."""
+    rng = np.random.default_rng(seed)
+    lines = base.splitlines(keepends=True)
+    others = ["中文的句子，和日本語のテキスト。\n", "Emoji 😀👍🏽 👨‍👩‍👧 ❤️ 🇫🇷!\n",
+              "cafe\u0301 nai\u0308ve résumé Ωμέγα Привет мир\n", "x = f(3.14, 1_000) + 42\r\n",
+              "    def __init__(self):  # 2024-01-01\n", "\t\t  \n", "don't it's we'll THEY'RE\n",
+              "नमस्ते مرحبا שלום 한국어 ٣٤ ½ Ⅻ\n", f"{rng.integers(0, 10**9)} {rng.random()}\n"]
+    out, n = [], 0
+    while n < size:
+        line = lines[rng.integers(len(lines))] if rng.random() < 0.6 else \
+            others[rng.integers(len(others))]
+        out.append(line)
+        n += len(line.encode())
+    return "".join(out)
+
+
+def tokenizer_speed(rounds):
+    """MB/s encoding with an empty cache (a new tokenizer) and with a warm one (the same text
+    again), wall-clock and CPU time (time.process_time: less of the other users' noise)."""
     import tiktoken
 
     from tinygen.data import BPETokenizer, GPT2Tokenizer, default_corpus
@@ -156,25 +207,31 @@ def tokenizer_speed():
             text = f.read()
     else:
         text = default_corpus(1_000_000)
-    ours = GPT2Tokenizer.from_bpe(BPETokenizer.train(text[:200_000], 256 + 1000))
+    trained = BPETokenizer.train(text[:200_000], 256 + 1000)
+    ours = GPT2Tokenizer.from_bpe(trained)
     char_byte = {c: b for b, c in bytes_to_unicode().items()}
     ranks = {bytes(char_byte[c] for c in t): i for t, i in ours.encoder.items() if t != ENDOFTEXT}
     tik = tiktoken.Encoding("bench", pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| """
                             r"""?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""", mergeable_ranks=ranks,
                             special_tokens={})
-    mb = len(text.encode()) / 1e6
-    t0 = time.perf_counter()
-    ids = ours.encode(text)
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ours.encode(text)
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    assert tik.encode_ordinary(text) == ids
-    tik_s = time.perf_counter() - t0
-    print(f"tokenizer on tinyshakespeare ({mb:.1f} MB, vocab {ours.vocab_size}): tinygen "
-          f"{mb / cold:.1f} MB/s (empty cache), {mb / warm:.1f} MB/s (warm); tiktoken "
-          f"{mb / tik_s:.1f} MB/s")
+    for name, corpus in (("tinyshakespeare", text), ("mixed text", mixed_text(text))):
+        mb = len(corpus.encode()) / 1e6
+        speeds = {"cold": [], "warm": [], "cold CPU": [], "warm CPU": [], "tiktoken": [],
+                  "tiktoken CPU": []}
+        for _ in range(rounds):
+            tok = GPT2Tokenizer.from_bpe(trained)  # an empty cache
+            for kind in ("cold", "warm"):
+                t0, cpu0 = time.perf_counter(), time.process_time()
+                ids = tok.encode(corpus)
+                speeds[kind].append(mb / (time.perf_counter() - t0))
+                speeds[kind + " CPU"].append(mb / (time.process_time() - cpu0))
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            assert tik.encode_ordinary(corpus) == ids
+            speeds["tiktoken"].append(mb / (time.perf_counter() - t0))
+            speeds["tiktoken CPU"].append(mb / (time.process_time() - cpu0))
+        print(f"tokenizer MB/s on {name} ({mb:.1f} MB, vocab {ours.vocab_size}), medians: "
+              + ", ".join(f"{kind} {median(v):.2f}" for kind, v in speeds.items())
+              + " (cold: an empty cache; warm: the same text again)")
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def ppo_phases(device, num_envs=4, num_steps=128):
     agent = Agent(CartPole.obs_dim, CartPole.num_actions, device=device)
     optimizer = tg.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5)
     envs = CartPole(num_envs, seed=1)
-    storage = RolloutStorage(num_steps, num_envs, CartPole.obs_dim)
+    storage = RolloutStorage(num_steps, num_envs, CartPole.obs_dim, device=device)
     state = {"obs": envs.reset(), "done": np.zeros(num_envs, np.float32)}
     cfg = PPOConfig()
 
@@ -128,7 +128,7 @@ def ppo_phases(device, num_envs=4, num_steps=128):
 
     def update():
         with tg.no_grad():
-            next_value = agent.get_value(tg.tensor(state["obs"], device=device)).numpy()
+            next_value = agent.get_value(tg.as_tensor(state["obs"], device=device))
         adv, ret = compute_gae(storage.rewards, storage.values, storage.dones, next_value,
                                state["done"], 0.99, 0.95)  # the demo's gamma, lambda
         ppo_update(agent, optimizer, storage.batch(adv, ret), cfg)

@@ -38,10 +38,10 @@ def workloads(lib, args, seed=1):
     next_obs, next_done = collect_rollout(agent, envs, storage, envs.reset(),
                                           np.zeros(NUM_ENVS, np.float32))[:2]
     with tg.no_grad():
-        next_value = agent.get_value(tg.tensor(next_obs)).numpy()
+        next_value = agent.get_value(next_obs)
     advantages, returns = compute_gae(storage.rewards, storage.values, storage.dones,
                                       next_value, next_done, 0.99, 0.95)
-    batch = {k: v.copy() for k, v in storage.batch(advantages, returns).items()}  # not views
+    batch = {k: v.numpy().copy() for k, v in storage.batch(advantages, returns).items()}
     cfg = PPOConfig()
     state = {"obs": envs.reset(), "done": np.zeros(NUM_ENVS, np.float32)}
 
@@ -51,22 +51,25 @@ def workloads(lib, args, seed=1):
         def rollout():
             state["obs"], state["done"] = collect_rollout(agent, envs, storage, state["obs"],
                                                           state["done"])[:2]
-            return float(storage.values[0].sum())
+            return storage.values[0].sum().item()
+
+        tg_batch = {k: tg.tensor(v) for k, v in batch.items()}
 
         def update():
             tg.manual_seed(seed)  # the same minibatch order as the twin's
-            return tinygen_ppo_update(agent, optimizer, batch, cfg)["value_loss"]
+            return tinygen_ppo_update(agent, optimizer, tg_batch, cfg)["value_loss"]
     else:
         import torch_ppo
 
         twin = copy_weights(torch_ppo.TorchAgent(CartPole.obs_dim, CartPole.num_actions),
                             agent)
         optimizer = torch.optim.Adam(twin.parameters(), lr=2.5e-4, eps=1e-5)
+        buffers = torch_ppo.Storage(NUM_STEPS, NUM_ENVS, CartPole.obs_dim)
 
         def rollout():
-            state["obs"], state["done"] = torch_ppo.rollout(twin, envs, storage, state["obs"],
+            state["obs"], state["done"] = torch_ppo.rollout(twin, envs, buffers, state["obs"],
                                                             state["done"])
-            return float(storage.values[0].sum())
+            return float(buffers.values[0].sum())
 
         def update():
             tg.manual_seed(seed)

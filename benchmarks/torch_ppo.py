@@ -25,6 +25,17 @@ class TorchAgent(nn.Module):
                 self.critic(obs).view(-1))
 
 
+class Storage:
+    """The rollout's [T, N] buffers as NumPy arrays, which torch.from_numpy shares."""
+
+    def __init__(self, num_steps, num_envs, obs_dim):
+        T, N = num_steps, num_envs
+        self.obs = np.zeros((T, N, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((T, N), dtype=np.int64)
+        self.logprobs, self.rewards, self.dones, self.values = (
+            np.zeros((T, N), dtype=np.float32) for _ in range(4))
+
+
 @torch.no_grad()
 def rollout(agent, envs, storage, next_obs, next_done):
     """tinygen.rl.ppo.collect_rollout, with the policy in PyTorch."""

@@ -7,6 +7,7 @@ captioning by retrieval, top to bottom (after Radford et al. 2021).
     python demos/clip.py --vision vit --vision_layers 2   # the ViT image encoder instead
     python demos/clip.py --device cuda
     python demos/clip.py --smoke         # a few seconds, to check that it all runs
+    mpiexec -n 2 python demos/clip.py    # data parallel: each rank encodes half the batch
 
 The training captions never pair some colours with some shapes (tinygen.data.shapes,
 HELDOUT_COMBOS); the zero-shot test is on exactly those pairs. Protocol, all numbers on
@@ -31,12 +32,14 @@ summary.json, also printed as one JSON line.
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import tinygen as tg
+import tinygen.distributed as dist
 from tinygen.checkpoint import save_checkpoint
 from tinygen.checks import at_least, between, check_fields, one_of, require
 from tinygen.cli import parse_config
@@ -57,6 +60,7 @@ from tinygen.models.clip import (
     CLIP,
     CLIPConfig,
     caption_by_retrieval,
+    clip_loss,
     embed_images,
     embed_texts,
     retrieval_recall_at_1,
@@ -124,7 +128,25 @@ SMOKE = {"n_train": 256, "n_test": 60, "max_iters": 6, "batch_size": 32, "warmup
          "text_width": 32, "embed_dim": 32, "grid_rows": 1}
 
 
+
+
+class DataParallelCLIP(CLIP):
+    """CLIP whose forward takes the global batch under mpiexec -n N: each rank encodes its
+    rows, the embeddings of all ranks are gathered with their gradients, and every rank
+    takes the contrastive loss over all B pairs, as one process does (open_clip's
+    gather_with_grad); DDP averages the gradients. In one process it is CLIP."""
+
+    def forward(self, images, ids, eot):
+        (images, _), (ids, _), (eot, _) = (dist.local_share(a) for a in (images, ids, eot))
+        image_embeds = dist.all_gather_rows(self.encode_image(images))   # [B, D], all ranks
+        text_embeds = dist.all_gather_rows(self.encode_text(ids, eot))
+        return image_embeds, text_embeds, clip_loss(image_embeds, text_embeds, self.logit_scale)
+
+
 cfg = parse_config(TrainConfig, __doc__, smoke=SMOKE)
+dist.init_process_group()  # rank 0 alone logs, evaluates and writes
+if not dist.is_main_process():
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  one log, rank 0's
 tg.set_num_threads(cfg.threads)
 os.makedirs(cfg.out_dir, exist_ok=True)
 tg.manual_seed(cfg.seed)
@@ -147,8 +169,11 @@ model_config = CLIPConfig(
     vision_layers=cfg.vision_layers, vision_heads=cfg.vision_heads,
     vision_width=cfg.vision_width, vocab_size=tokenizer.vocab_size,
     text_layers=cfg.text_layers, text_heads=cfg.text_heads, text_width=cfg.text_width)
-model = CLIP(model_config)
+model = DataParallelCLIP(model_config)
 model.to(cfg.device)
+if dist.get_world_size() > 1:  # batch norm over the global batch, as in one process
+    model = dist.SyncBatchNorm.convert_sync_batchnorm(model)
+ddp = dist.DistributedDataParallel(model, sync_in_backward=True)  # averaged in backward
 print(f"CLIP: {model.num_parameters() / 1e6:.2f}M parameters on {cfg.device}")
 
 # ---- training (tinygen.models.clip.train_clip: AdamW, warmup + cosine, clipped gradients) ----
@@ -158,6 +183,8 @@ result = train_clip(model, train, tokenizer, max_iters=cfg.max_iters, batch_size
                     betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, grad_clip=cfg.grad_clip,
                     seed=cfg.seed, device=cfg.device, log_interval=cfg.log_interval)
 optimizer, it = result["optimizer"], result["iters"]
+if not dist.is_main_process():
+    sys.exit(0)
 save_checkpoint(os.path.join(cfg.out_dir, "ckpt.safetensors"), model, optimizer, it,
                 model_config=dataclasses.asdict(model_config), config=dataclasses.asdict(cfg),
                 tokenizer=tokenizer.state_dict())
@@ -234,7 +261,8 @@ summary = {
     "final_loss": round(result["final_loss"], 4), "logit_scale": round(model.logit_scale.item(), 3),
     "iters": it, "ms_per_iter": round(result["ms_per_iter"], 1),
     "seconds": round(time.time() - t_start, 1), "params": model.num_parameters(),
-    "device": cfg.device, "seed": cfg.seed,
+    "device": cfg.device, "seed": cfg.seed, "world_size": dist.get_world_size(),
+    "pairs_per_s": round(1000 * cfg.batch_size / result["ms_per_iter"], 1),  # drawn, global
 }
 save_curves(os.path.join(cfg.out_dir, "loss.png"), {"contrastive loss": result["losses"]},
             title="CLIP training loss")

@@ -160,7 +160,7 @@ def encode_prompts(prompts, P):
 
 
 def decode_programs(tokens, P):
-    return [tok.decode(row[P:]).split(EOS)[0] for row in tokens]
+    return [tok.decode(row[P:]).split(EOS)[0] for row in tg.as_tensor(tokens).numpy()]
 
 
 # ---- 1. supervised fine-tuning: spec -> program and bug -> fix, in one model -----------------
@@ -176,7 +176,7 @@ def sft_set(prompts, programs, P):
     mask = np.zeros((len(prompts), R), dtype=np.float32)
     for i, ids in enumerate(responses):
         tokens[i, P:P + len(ids)], mask[i, :len(ids)] = ids, 1.0
-    return tokens, mask, sft_targets(tokens, mask, P)
+    return tokens, mask, sft_targets(tokens, mask, P).numpy()
 
 
 synth_set = sft_set([task.prompt(s) for s in train], [s.program for s in train], Ps)
@@ -225,7 +225,7 @@ def sample_specs(model, specs, temperature, ref=None):
             with tg.no_grad():
                 lp = response_logprobs(model, tg.tensor(tokens), Ps).numpy()
                 ref_lp = response_logprobs(ref, tg.tensor(tokens), Ps).numpy()
-            log_ratios.extend(((lp - ref_lp) * mask).sum(axis=1).tolist())
+            log_ratios.extend(((lp - ref_lp) * mask.numpy()).sum(axis=1).tolist())
     return correct, programs, log_ratios
 
 

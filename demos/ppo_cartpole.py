@@ -83,7 +83,7 @@ tg.manual_seed(args.seed)  # network init, action sampling and minibatch shuffli
 envs = CartPole(args.num_envs, seed=args.seed)
 agent = Agent(CartPole.obs_dim, CartPole.num_actions, device=args.device)
 optimizer = tg.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.adam_eps)
-storage = RolloutStorage(args.num_steps, args.num_envs, CartPole.obs_dim)
+storage = RolloutStorage(args.num_steps, args.num_envs, CartPole.obs_dim, device=args.device)
 print(f"PPO on CartPole-v1: {args.num_envs} envs x {args.num_steps} steps = {batch_size} "
       f"samples per rollout, {num_iterations} iterations, {agent.num_parameters():,} "
       f"parameters on {args.device}")
@@ -108,7 +108,7 @@ for iteration in range(1, num_iterations + 1):
 
     # 2. advantages and returns, bootstrapped from the value of the observation after it
     with tg.no_grad():
-        next_value = agent.get_value(tg.tensor(next_obs, device=args.device)).numpy()
+        next_value = agent.get_value(next_obs)
     advantages, returns = compute_gae(storage.rewards, storage.values, storage.dones,
                                       next_value, next_done, args.gamma, args.gae_lambda)
 

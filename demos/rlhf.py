@@ -152,7 +152,7 @@ def encode_prompts(prompts):
 
 
 def decode_responses(tokens):
-    return [tokenizer.decode(row[P:]) for row in tokens]
+    return [tokenizer.decode(row[P:]) for row in tg.as_tensor(tokens).numpy()]
 
 
 # ---- 1. supervised fine-tuning on demonstrations ---------------------------------------------
@@ -160,7 +160,7 @@ t0 = time.time()
 sft_prompts = task.prompts(args.sft_examples, rng, exclude=held_out)
 demos = [task.demonstration(p, rng) for p in sft_prompts]
 demo_score = np.mean([task.true_score(p, d) for p, d in zip(sft_prompts, demos)])
-sft_tokens, sft_mask = pack(tokenizer, sft_prompts, demos, R)
+sft_tokens, sft_mask = pack(tokenizer, sft_prompts, demos, R, device=args.device)
 sft_y = sft_targets(sft_tokens, sft_mask, P)
 print(f"\n1. SFT on {len(demos):,} demonstrations (hidden-rule score {demo_score:.3f}), e.g. "
       + ", ".join(f"{p}{d}" for p, d in zip(sft_prompts[:4], demos[:4])))
@@ -172,8 +172,7 @@ optimizer = sft.configure_optimizers(0.0, args.sft_lr, (0.9, 0.99))
 print(f"GPT: {sft.num_parameters():,} parameters")
 for it in range(args.sft_iters + 1):
     ix = rng.integers(len(sft_tokens), size=args.sft_batch_size)
-    x = tg.tensor(sft_tokens[ix, :-1], device=args.device)
-    y = tg.tensor(sft_y[ix], device=args.device)
+    x, y = sft_tokens[ix, :-1], sft_y[ix]
     _, loss = sft(x, y)
     optimizer.zero_grad()
     loss.backward()
@@ -190,8 +189,10 @@ t0 = time.time()
 
 def preference_pairs(prompts):
     """Two SFT samples per prompt; the hidden rule picks chosen and rejected; ties dropped."""
-    tokens_a, mask_a = sample_responses(sft, encode_prompts(prompts), R, eos_id)
-    tokens_b, mask_b = sample_responses(sft, encode_prompts(prompts), R, eos_id)
+    tokens_a, mask_a = (t.numpy() for t in sample_responses(sft, encode_prompts(prompts), R,
+                                                             eos_id))
+    tokens_b, mask_b = (t.numpy() for t in sample_responses(sft, encode_prompts(prompts), R,
+                                                             eos_id))
     texts_a, texts_b = decode_responses(tokens_a), decode_responses(tokens_b)
     score_a = np.array([task.true_score(p, y) for p, y in zip(prompts, texts_a)])
     score_b = np.array([task.true_score(p, y) for p, y in zip(prompts, texts_b)])
@@ -219,7 +220,7 @@ rm_optimizer = tg.optim.AdamW(reward_model.parameters(), lr=args.rm_lr, weight_d
 
 
 def rm_scores(tokens, mask):
-    return reward_model(tg.tensor(tokens, device=args.device), last_index(mask, P))
+    return reward_model(tg.as_tensor(tokens, device=args.device), last_index(mask, P))
 
 
 @tg.no_grad()
@@ -271,14 +272,14 @@ for it in range(args.ppo_iters):
     batch["advantages"], batch["returns"] = token_gae(rewards, batch["values"], batch["mask"],
                                                       args.gamma, args.gae_lambda)
     stats = ppo_update(policy, ppo_optimizer, batch, args)
-    mean_kl = float(kl.sum(axis=1).mean())            # nats per response
+    mean_kl = kl.sum(axis=1).mean().item()            # nats per response
     kl_coef = kl_ctl.value
     kl_ctl.update(mean_kl, args.batch_size)
     curves["PPO value loss"].append(stats["value_loss"])
     if it % max(args.ppo_iters // 10, 1) == 0 or it == args.ppo_iters - 1:
         true = np.mean([task.true_score(p, y) for p, y in   # for our eyes: PPO never sees it
                         zip(prompts, decode_responses(batch["tokens"]))])
-        print(f"ppo iter {it:4d}: rm score {batch['scores'].mean():+.3f}, true score "
+        print(f"ppo iter {it:4d}: rm score {batch['scores'].mean().item():+.3f}, true score "
               f"{true:.3f}, kl {mean_kl:.3f} (kl_coef {kl_coef:.3f}) | entropy "
               f"{stats['entropy']:.3f}, clipfrac {stats['clipfrac']:.3f}, approx_kl "
               f"{stats['approx_kl']:.4f}, value_loss {stats['value_loss']:.4f}")
@@ -306,7 +307,7 @@ for it in range(args.dpo_iters + 1):
     curves["DPO loss"].append(loss.detach())  # read at log lines and at the end
     if it % max(args.dpo_iters // 5, 1) == 0:
         print(f"dpo iter {it:5d}: loss {curves['DPO loss'][-1].item():.4f}, reward margin "
-              f"{(chosen_rewards - rejected_rewards).mean():+.3f}, held-out pair accuracy "
+              f"{(chosen_rewards - rejected_rewards).mean().item():+.3f}, held-out pair accuracy "
               f"{implicit_reward_accuracy(dpo_policy, pairs_holdout, P):.3f}")
 dpo_acc = implicit_reward_accuracy(dpo_policy, pairs_holdout, P)
 log_stage("dpo", t0)
@@ -325,7 +326,7 @@ def evaluate(gpt, temperature=1.0):
     true = np.array([task.true_score(p, y) for p, y in zip(eval_prompts, texts)])
     logp = response_logprobs(gpt, tokens, P).numpy()
     ref_logp = response_logprobs(ref, tokens, P).numpy()
-    kl = ((logp - ref_logp) * mask).sum(axis=1)
+    kl = ((logp - ref_logp) * mask.numpy()).sum(axis=1)
     rm = rm_scores(tokens, mask).numpy()
     return {"texts": texts, "true": true, "exact": float((true == 1).mean()),
             "rm": float(rm.mean()), "kl": float(kl.mean())}

@@ -7,6 +7,7 @@ examples/vae/main.py), top to bottom.
     python demos/vae.py --dataset mnist --data DIR    # a folder with the MNIST IDX files
     python demos/vae.py --dataset procedural  # tinygen's own shapes (no files needed)
     python demos/vae.py --smoke               # a few seconds, to check that it all runs
+    mpiexec -n 2 python demos/vae.py          # data parallel: 2 ranks × half of each batch
 
 Images: Fashion-MNIST from Debian's dataset-fashion-mnist package if installed, else the
 procedural shapes (it prints which). Writes samples.png, reconstructions.png (originals
@@ -17,18 +18,21 @@ line of headline figures, also written to <out_dir>/summary.json.
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 import tinygen as tg
+import tinygen.distributed as dist
 from tinygen import optim
 from tinygen.checks import at_least, check_fields, one_of, require
 from tinygen.cli import parse_config
 from tinygen.data.images import iterate_minibatches, load_images, to_float
 from tinygen.data.png import image_grid, write_png
 from tinygen.models.vae import VAEConfig, bernoulli_nll, build_vae, gaussian_kl
+from tinygen.random import generator
 from tinygen.report import save_curves, write_summary
 
 
@@ -73,6 +77,11 @@ SMOKE = {"epochs": 1, "n_train": 512, "n_test": 256, "log_interval": 2,
          "interpolation_steps": 6, "n_interpolations": 4}
 
 cfg = parse_config(TrainConfig, __doc__, smoke=SMOKE)
+# data parallel (mpiexec -n N): every rank draws each global batch and its noise and keeps
+# its rows, so N ranks train what one process does; rank 0 alone logs, tests and writes
+dist.init_process_group()
+if not dist.is_main_process():
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115  one log, rank 0's
 os.makedirs(cfg.out_dir, exist_ok=True)
 tg.manual_seed(cfg.seed)                     # weights and the reparameterisation noise
 order_rng = np.random.default_rng(cfg.seed)  # the order of the training images
@@ -85,6 +94,10 @@ test = load_images(cfg.dataset, data_dir, "test", seed=cfg.seed,
                    n_procedural=cfg.n_test or None)
 x_train = to_float(train.images[:cfg.n_train or None])   # float32 [N, 1, 28, 28] in [0, 1]
 x_test = to_float(test.images[:cfg.n_test or None])
+if 0 < len(x_train) % cfg.batch_size < dist.get_world_size():
+    raise SystemExit(f"demos/vae.py: the last batch of an epoch ({len(x_train) % cfg.batch_size}"
+                     f" images) has fewer images than the {dist.get_world_size()} processes: "
+                     "change --batch_size or --n_train")
 print(f"data: {train.source}; {len(x_train):,} train and {len(x_test):,} test images "
       f"{x_train.shape[1:]}")
 
@@ -94,6 +107,7 @@ model_config = VAEConfig(model=cfg.model, image_size=x_train.shape[-1],
 model = build_vae(model_config)
 model.to(cfg.device)
 optimizer = optim.Adam(model.parameters(), lr=cfg.learning_rate)
+ddp = dist.DistributedDataParallel(model)  # averages the gradients over ranks
 print(f"{cfg.model} VAE: {model.num_parameters():,} parameters on {cfg.device}")
 
 
@@ -129,15 +143,20 @@ for epoch in range(1, cfg.epochs + 1):
     t0, total, pending = time.time(), 0.0, []  # pending: (loss on the device, batch size)
     batches = list(iterate_minibatches(len(x_train), cfg.batch_size, order_rng))
     for i, idx in enumerate(batches):
-        loss = model.neg_elbo(batch(train_images, idx))
+        x = batch(train_images, idx)                                  # the global batch
+        eps = generator(cfg.device).standard_normal((len(idx), cfg.n_latent), dtype=np.float32)
+        (x, weight), (eps, _) = dist.local_share(x), dist.local_share(eps)  # this rank's rows
+        loss = model.neg_elbo(x, eps) * weight  # weight: the last batch may split unevenly
         optimizer.zero_grad()
         loss.backward()
+        ddp.sync_gradients()
         optimizer.step()
         pending.append((loss.detach(), len(idx)))
         step += 1
         if (step - 1) % cfg.log_interval and i + 1 < len(batches):
             continue  # no host sync: the losses are read once per log interval
-        values = tg.stack([v for v, _ in pending]).numpy().tolist()  # waits for the GPU
+        values = tg.stack([v for v, _ in pending]).numpy().astype(np.float64)  # waits for GPU
+        values = dist.all_reduce(values, dist.ReduceOp.AVG).tolist()  # the global batch's
         if not all(math.isfinite(v) for v in values):
             raise FloatingPointError(f"the training loss became {values[-1]} by step "
                                      f"{step - 1} (epoch {epoch}); stopping")
@@ -151,6 +170,8 @@ for epoch in range(1, cfg.epochs + 1):
     print(f"epoch {epoch}: train -ELBO {epoch_losses[-1]:.3f}, "
           f"{time.time() - t0:.1f}s ({len(x_train) / (time.time() - t0):,.0f} images/s)")
 
+if not dist.is_main_process():
+    sys.exit(0)
 test_result = evaluate(test_images)
 print(f"test -ELBO {test_result['neg_elbo']:.3f} nats/image = reconstruction "
       f"{test_result['recon']:.3f} + KL {test_result['kl']:.3f}")
@@ -183,6 +204,8 @@ summary = {
     "epochs": cfg.epochs, "steps": step,
     "seconds": round(time.time() - t_start, 1), "train_seconds": round(train_time, 1),
     "seconds_per_epoch": round(train_time / max(cfg.epochs, 1), 2),
+    "images_per_s": round(cfg.epochs * len(x_train) / max(train_time, 1e-9), 1),
+    "world_size": dist.get_world_size(),
     "model": cfg.model, "params": model.num_parameters(), "n_latent": cfg.n_latent,
     "data": train.source, "n_train": len(x_train), "n_test": len(x_test),
     "device": cfg.device, "seed": cfg.seed, "pngs": pngs,

@@ -18,19 +18,37 @@ What it models:
   reduction, a copy, an advanced index, a matmul; views such as reshape, transpose and basic
   slices are free), `syncs` (device->host: .get(), asnumpy, .item(), .tolist(), bool(), int(),
   float(), and data-dependent shapes: boolean-mask indexing, nonzero, unique, ...) and
-  `uploads` (host->device copies).
+  `uploads` (host->device copies), of which `pinned_uploads` were `ndarray.set(host, stream)`
+  from page-locked memory (`cuda.alloc_pinned_memory`, as cupyx.empty_pinned uses it): the
+  copies that can run asynchronously; every other upload reads pageable memory;
+- pinned host memory and streams, just enough for that: `cuda.alloc_pinned_memory(nbytes)`
+  gives a buffer that NumPy arrays can be built on (and that the emulator remembers as
+  pinned), `cuda.get_current_stream()` a stream whose `record()` gives an event.
 
 What it does not model: kernels (a launch here is one NumPy call; CuPy may fuse some or split
 others, so the counts are estimates to compare code paths, not CuPy's exact figures), numerics
 (results are NumPy's bit for bit, cuBLAS/cuRAND differ in rounding and streams), speed,
-memory, streams and asynchrony, multiple devices, ElementwiseKernel/RawKernel/fuse (they raise
+memory, asynchrony (a copy "queued on a stream" happens at once; an event is always done),
+multiple devices, ElementwiseKernel/RawKernel/fuse (they raise
 NotImplementedError), and CuPy's own bit streams for random numbers (NumPy's PCG64 here).
 """
 
 import types
+import weakref
 
 import numpy as np
-from cupy_names import GENERATOR, LINALG, MODULE, NDARRAY, RANDOM, UFUNC_METHODS, UFUNCS
+from cupy_names import (
+    CUDA,
+    EVENT,
+    GENERATOR,
+    LINALG,
+    MODULE,
+    NDARRAY,
+    RANDOM,
+    STREAM,
+    UFUNC_METHODS,
+    UFUNCS,
+)
 
 
 class Counts:
@@ -40,10 +58,11 @@ class Counts:
         self.reset()
 
     def reset(self):
-        self.launches = self.syncs = self.uploads = 0
+        self.launches = self.syncs = self.uploads = self.pinned_uploads = 0
 
     def snapshot(self):
-        return {"launches": self.launches, "syncs": self.syncs, "uploads": self.uploads}
+        return {"launches": self.launches, "syncs": self.syncs, "uploads": self.uploads,
+                "pinned_uploads": self.pinned_uploads}
 
 
 COUNTS = Counts()
@@ -171,8 +190,19 @@ class ndarray:  # CuPy's name
         return a
 
     def set(self, arr, stream=None):
+        """A host-to-device copy into this (contiguous) array of arr's shape and dtype; from
+        pinned memory with a stream it is asynchronous in CuPy, and counted as pinned."""
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"Only numpy.ndarray can be set to cupy.ndarray, got {type(arr)}")
+        if arr.shape != self._a.shape or arr.dtype != self._a.dtype:
+            raise ValueError(f"set: shape and dtype mismatch: {arr.shape} {arr.dtype} into "
+                             f"{self._a.shape} {self._a.dtype}")
+        if not self._a.flags.c_contiguous:
+            raise RuntimeError("Cannot set to non-contiguous array")
         COUNTS.uploads += 1
-        self._a[...] = np.asarray(arr)
+        if stream is not None and _is_pinned(arr):
+            COUNTS.pinned_uploads += 1
+        self._a[...] = arr
 
     def item(self):
         return self._to_host().item()
@@ -547,7 +577,53 @@ def _build_random():
     return rnd
 
 
-# ---- cuda: just enough for device queries and synchronize -----------------------------------
+# ---- cuda: just enough for device queries, synchronize, pinned memory and streams ----------
+_PINNED = []  # weak references to the byte arrays of pinned buffers
+
+
+def _is_pinned(arr):
+    """True when `arr` lies in a buffer from cuda.alloc_pinned_memory."""
+    alive = [ref for ref in _PINNED if ref() is not None]
+    _PINNED[:] = alive
+    return any(np.shares_memory(arr, ref()) for ref in alive)
+
+
+def _alloc_pinned_memory(nbytes):
+    """cuda.alloc_pinned_memory: CuPy returns a PinnedMemoryPointer, which NumPy arrays are
+    built on through the buffer protocol (numpy.ndarray(shape, dtype, buffer=mem), as
+    cupyx.empty_pinned does); here a NumPy byte array that is remembered as pinned."""
+    mem = np.empty(int(nbytes), np.uint8)
+    _PINNED.append(weakref.ref(mem))
+    return mem
+
+
+class _Event:
+    done = True  # the emulator runs everything at once: an event has always happened
+
+    def synchronize(self):
+        pass  # a wait on the stream, not a transfer: not counted
+
+
+class _Stream:
+    def record(self, event=None):
+        return _Event() if event is None else event
+
+    def synchronize(self):
+        pass
+
+    def use(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NULL_STREAM = _Stream()
+
+
 class _Device:
     def __init__(self, device=0):
         self.id = int(device)
@@ -587,7 +663,13 @@ def _build_cuda():
     cuda.MemoryPool = _MemoryPool
     cuda.get_device_id = lambda: 0
     cuda.is_available = lambda: True
-    cuda.alloc_pinned_memory = _not_modelled("cuda.alloc_pinned_memory")
+    cuda.alloc_pinned_memory = _alloc_pinned_memory
+    cuda.Stream, cuda.Event = _Stream, _Event
+    cuda.get_current_stream = lambda: _NULL_STREAM
+    modelled = {n for n in dir(cuda) if not n.startswith("_")}
+    assert modelled <= CUDA, modelled - CUDA                     # only CuPy's names
+    assert {n for n in dir(_Stream) if not n.startswith("_")} <= STREAM
+    assert {n for n in dir(_Event) if not n.startswith("_")} <= EVENT
     return cuda
 
 

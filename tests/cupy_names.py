@@ -106,6 +106,35 @@ LINALG = _names("""
     matrix_rank matrix_transpose norm pinv qr slogdet solve svd tensorinv tensorsolve
 """)
 
+# dir(cupy.cuda): the emulator models Device, Event, Stream, MemoryPool, alloc_pinned_memory,
+# get_current_stream, get_device_id, is_available and runtime; the rest do not exist there
+CUDA = _names("""
+    BaseMemory CFunctionAllocator Device Event ExternalStream Function Graph ManagedMemory
+    Memory MemoryAsync MemoryAsyncPool MemoryHook MemoryPointer MemoryPool Module PinnedMemory
+    PinnedMemoryPointer PinnedMemoryPool PythonFunctionAllocator Stream UnownedMemory alloc
+    alloc_pinned_memory annotations common compiler contextlib cub device driver function
+    get_allocator get_cublas_handle get_cuda_path get_current_stream get_device_id
+    get_elapsed_time get_hipcc_path get_local_runtime_version get_nvcc_path get_rocm_path graph
+    is_available malloc_async malloc_managed memory memory_hook memory_hooks nvrtc nvtx
+    pinned_memory profile profiler runtime set_allocator set_pinned_memory_allocator stream
+    texture thrust using_allocator warnings
+""")
+
+# dir(cupy.cuda.Event), dir(cupy.cuda.Stream), public names
+EVENT = _names("done record synchronize")
+STREAM = _names("""
+    add_callback begin_capture done end_capture from_external is_capturing is_non_blocking
+    launch_host_func null priority ptds record synchronize use wait_event
+""")
+
+# dir(cupyx), public names: pinned host arrays are cupyx.empty_pinned & co., built on
+# cupy.cuda.alloc_pinned_memory (tinygen uses that one, so that cupy stays its one import)
+CUPYX = _names("""
+    DeviceSynchronized GeneralizedUFunc allow_synchronize annotations empty_like_pinned
+    empty_pinned errstate get_runtime_info geterr linalg optimizing profiler rsqrt scatter_add
+    scatter_max scatter_min scipy seterr time zeros_like_pinned zeros_pinned
+""")
+
 # The ufunc methods CuPy implements, per ufunc (CuPy 14 docs, reference/ufunc.rst, "Methods"):
 # every other ufunc raises NotImplementedError for them.
 UFUNC_METHODS = {
@@ -119,4 +148,5 @@ UFUNC_METHODS = {
 # Regenerate (in a throwaway venv):
 #   pip install cupy-cuda12x==14.2.0
 #   python -c "import cupy; print(sorted(n for n in dir(cupy) if not n.startswith('_')))"
-#   ... and likewise for cupy.ndarray, cupy.random, cupy.random.Generator, cupy.linalg.
+#   ... and likewise for cupy.ndarray, cupy.random, cupy.random.Generator, cupy.linalg,
+#   cupy.cuda, cupy.cuda.Event, cupy.cuda.Stream and cupyx.

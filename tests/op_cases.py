@@ -8,6 +8,9 @@ import numpy as np
 from harness import Case
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from op_cases_conv import CONV_CASES
+from op_cases_linalg import LINALG_CASES
+from op_cases_pool import POOL_CASES
 from op_cases_tensor import TENSOR_CASES
 
 import tinygen as tg
@@ -539,6 +542,9 @@ CASES = [
     Case("conv2d", partial(conv_case, transposed=False), rtol=1e-5, examples=CONV_EXAMPLES),
     Case("conv_transpose2d", partial(conv_case, transposed=True), rtol=1e-5,
          examples=CONV_T_EXAMPLES),
+    *CONV_CASES,   # groups, dilation, 'same', 1-D, padding modes (tests/op_cases_conv.py)
     # the tensor API of #12 (tests/op_cases_tensor.py: inputs drawn whole, PyTorch twins)
     *TENSOR_CASES,
+    *POOL_CASES,  # pooling and resizing (ops/pooling.py, ops/resize.py)
+    *LINALG_CASES,  # tg.linalg (tests/op_cases_linalg.py)
 ]

@@ -77,6 +77,17 @@ def running_with_ties(x, op, dim):
 GATHER_INDEX = np.array([[0, 0, 3, 1], [2, 1, 0, 0], [3, 3, 3, 3]])
 UNIQUE_INDEX = np.array([[4, 0, 2, 1, 3], [0, 1, 2, 3, 4]])  # scatter: one source per target
 SCATTER_INDEX = np.array([[0, 1, 1, 4, 0], [2, 2, 0, 1, 1]])
+
+
+def with_zeros(x, s):
+    """x (3, 5), src (2, 5) with zeros for scatter_reduce "prod" over SCATTER_INDEX: a lone
+    zero in a slot, two zeros in one slot, a zero in x, a zero of x meeting one of src."""
+    x, s = np.array(x), np.array(s)
+    s[0, 1] = s[1, 3] = s[1, 4] = s[1, 0] = 0
+    x[0, 0] = x[1, 2] = 0
+    return [x, s]
+
+
 ANGLE = floats(-0.9, 0.9)
 POS = floats(0.2, 3.0)
 AWAY = st.one_of(floats(-3, -0.3), floats(0.3, 3))
@@ -95,6 +106,8 @@ NUMPY = {
     "gather": lambda x: np.take_along_axis(x, GATHER_INDEX, 1),
     "einsum(attention)": lambda q, k: np.einsum("bhqd,bhkd->bhqk", q, k),
     "einsum(bilinear)": lambda x, w, y: np.einsum("bi,ij,bj->b", x, w, y),
+    "einsum(ii->i)": lambda x: np.diagonal(x).copy(), "einsum(ii->)": np.trace,
+    "einsum(...ij,...jk->...ik)": np.matmul,
 }
 
 
@@ -210,6 +223,24 @@ TENSOR_CASES = [
     table("scatter_reduce(mean)", lambda x, s: x.scatter_reduce(1, SCATTER_INDEX, s, "mean"),
           st.tuples(arrays((3, 5)), arrays((2, 5))).map(list),
           lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "mean")),
+    table("scatter_reduce(prod)", lambda x, s: x.scatter_reduce(1, SCATTER_INDEX, s, "prod"),
+          st.tuples(arrays((3, 5), AWAY), arrays((2, 5), AWAY)).map(list),
+          lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "prod")),
+    table("scatter_reduce(prod, no self)", lambda x, s: tg.scatter_reduce(
+        x, 1, SCATTER_INDEX, s, "prod", include_self=False),
+          st.tuples(arrays((3, 5), AWAY), arrays((2, 5), AWAY)).map(list),
+          lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "prod",
+                                        include_self=False)),
+    # zeros in the product: one per slot, two per slot, in x, in x and src together
+    table("scatter_reduce(prod, zeros)", lambda x, s: x.scatter_reduce(
+        1, SCATTER_INDEX, s, "prod"), st.tuples(arrays((3, 5), AWAY), arrays(
+            (2, 5), AWAY)).map(lambda xs: with_zeros(*xs)),
+          lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "prod")),
+    table("scatter_reduce(prod, zeros, no self)", lambda x, s: x.scatter_reduce(
+        1, SCATTER_INDEX, s, "prod", include_self=False), st.tuples(
+            arrays((3, 5), AWAY), arrays((2, 5), AWAY)).map(lambda xs: with_zeros(*xs)),
+          lambda x, s: x.scatter_reduce(1, _torch(SCATTER_INDEX), s, "prod",
+                                        include_self=False)),
     table("index_select", lambda x: x.index_select(-1, tg.tensor([0, 0, 1])),
           one(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4)),
           lambda x: x.index_select(-1, _t().tensor([0, 0, 1]))),
@@ -283,4 +314,14 @@ TENSOR_CASES = [
     table("einsum(broadcast back)", lambda a: tg.einsum("ijk->j", a),
           st.tuples(arrays((2, 3, 2))).map(list),
           lambda a: _t().einsum("ijk->j", a)),
+    # repeated indices inside one operand (diagonals, traces) and '...' batch axes
+    *[table(f"einsum({eq})", partial(lambda eq, *xs: tg.einsum(eq, *xs), eq),
+            st.tuples(*[arrays(s) for s in shapes]).map(list),
+            partial(lambda eq, *xs: _t().einsum(eq, *xs), eq)) for eq, shapes in [
+        ("ii->i", [(3, 3)]), ("ii->", [(4, 4)]), ("ii", [(3, 3)]),
+        ("iij->ji", [(3, 3, 2)]), ("iji->j", [(2, 3, 2)]), ("bii,bi->b", [(2, 3, 3), (2, 3)]),
+        ("ij,jj->i", [(2, 3), (3, 3)]), ("i...i", [(3, 2, 3)]), ("...ii->...i", [(2, 3, 3)]),
+        ("...ij,...jk->...ik", [(1, 3, 4), (2, 4, 2)]), ("...ij,...jk", [(2, 1, 3, 4), (5, 4, 2)]),
+        ("...,...->...", [(3,), (2, 1)]), ("b...,b...->b", [(2, 3), (2, 1)]),
+        ("...ij->j", [(2, 3, 4)])]],
 ]

@@ -11,6 +11,7 @@ from tinygen.models.classifier import (
     accuracy,
     load_classifier,
     load_or_train_classifier,
+    predict,
     predict_proba,
     save_classifier,
     score_generated,
@@ -94,3 +95,22 @@ def test_save_load_and_cache(tmp_path, shapes, trained):
                                        epochs=1, batch_size=25)
     assert info["train_kwargs"] == {"epochs": 1, "batch_size": 25}
     assert sum(m.startswith("classifier: loaded") for m in messages) == 1
+
+
+def test_predictions_stay_on_the_classifiers_device(device):
+    """predict_proba and predict give Tensors on the classifier's device (one head and
+    several), and accuracy agrees with the same sums done by hand on the host."""
+    tg.manual_seed(0)
+    images = np.random.default_rng(1).random((6, 1, 8, 8)).astype(np.float32)
+    for n_classes in (3, (2, 4)):
+        model = ConvClassifier(n_classes, width=4, hidden=8, image_size=8).to(device)
+        probs = predict_proba(model, images, batch_size=4)
+        heads = probs if isinstance(probs, list) else [probs]
+        assert all(isinstance(p, tg.Tensor) and p.device == device for p in heads)
+        predicted = predict(model, images)
+        assert predicted.device == device and predicted.dtype == np.int64
+        want = np.stack([p.numpy().argmax(-1) for p in heads], axis=1)
+        np.testing.assert_array_equal(predicted.numpy().reshape(6, -1), want)
+        labels = want.copy()
+        labels[:3] = (labels[:3] + 1) % 2           # three of six wrong in the first head
+        assert accuracy(model, images, labels.reshape(predicted.shape)) == 0.5

@@ -192,3 +192,33 @@ def test_same_loss_and_gradients_as_pytorch():
     loss_t = twin(torch_from(data.images), torch_from(ids), torch_from(eot))
     loss_t.backward()
     assert_same_loss_and_grads(model, loss, twin, loss_t)
+
+
+def test_evaluation_stays_on_the_models_device(device):
+    """Embeddings, zero-shot probabilities and predictions come back on the model's device
+    (Tensors, as a PyTorch user gets them), not as CPU copies."""
+    from tinygen.data.shapes import CaptionTokenizer
+    from tinygen.models.clip import (
+        CLIP,
+        CLIPConfig,
+        embed_images,
+        embed_texts,
+        zero_shot_classifier,
+    )
+
+    tokenizer = CaptionTokenizer()
+    tg.manual_seed(0)
+    model = CLIP(CLIPConfig(vocab_size=tokenizer.vocab_size, text_layers=1, vision_layers=2,
+                            vision_width=16, text_width=16, embed_dim=8)).to(device)
+    images = np.random.default_rng(0).random((5, 3, 32, 32)).astype(np.float32)
+    image_embeds = embed_images(model, images, batch_size=2)
+    text_embeds = embed_texts(model, tokenizer, ["a red circle", "a blue square"])
+    classes = zero_shot_classifier(model, tokenizer, [["a red circle"], ["a blue square"]])
+    probs = zero_shot_marginal(image_embeds, text_embeds, np.array([0, 1]), 2, 1.0)
+    predicted = zero_shot_predict(image_embeds, classes)
+    for t in (image_embeds, text_embeds, classes, probs, predicted):
+        assert isinstance(t, tg.Tensor) and t.device == device
+    assert image_embeds.shape == (5, 8) and classes.shape == (2, 8)
+    np.testing.assert_allclose((classes * classes).sum(axis=1).numpy(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probs.sum(axis=1).numpy(), 1.0, rtol=1e-5)
+    assert predicted.dtype == np.int64 and set(predicted.tolist()) <= {0, 1}

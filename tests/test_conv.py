@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 import tinygen as tg
 import tinygen.nn.functional as F
 from tinygen import nn
+from tinygen.backend import module_for, to_numpy
 from tinygen.backend import to_batch_last as to_rows
-from tinygen.ops.conv import col2im, im2col
+from tinygen.ops.im2col import col2im, conv_out_size, im2col
 
 try:
     import torch
@@ -182,27 +183,33 @@ def test_only_the_needed_gradients():
 
 
 @given(data=st.data())
-def test_im2col_and_col2im_are_adjoint(data):
+def test_im2col_and_col2im_are_adjoint(device, data):
     """<im2col(x), c> = <x, col2im(c)>, and im2col matches slicing a zero-padded copy, for
-    paddings up to (and past) the kernel size: the padding is never built, so im2col must
-    write zeros and col2im must drop exactly the entries that fall in it."""
+    dilations, strides and paddings per side up to (and past) the kernel size. On "cuda"
+    col2im is a scatter-add (ops/im2col.py), on the CPU per-offset slice sums: the adjoint
+    identity and the CPU comparison check both."""
     ints = st.integers
     C, N = data.draw(ints(1, 3)), data.draw(ints(1, 3))
     K = (data.draw(ints(1, 4)), data.draw(ints(1, 4)))
     S = (data.draw(ints(1, 3)), data.draw(ints(1, 3)))
-    P = (data.draw(ints(0, 4)), data.draw(ints(0, 4)))
-    H, W = (data.draw(ints(max(1, k - 2 * p), 7)) for k, p in zip(K, P))
-    out = tuple((n + 2 * p - k) // s + 1 for n, p, k, s in zip((H, W), P, K, S))
+    D = (data.draw(ints(1, 3)), data.draw(ints(1, 3)))
+    P = tuple((data.draw(ints(0, 4)), data.draw(ints(0, 4))) for _ in range(2))
+    H, W = (data.draw(ints(max(1, d * (k - 1) + 1 - lo - hi), 7))
+            for k, d, (lo, hi) in zip(K, D, P))
+    out = conv_out_size((H, W), K, S, P, D)
     rng = np.random.default_rng(data.draw(ints(0, 2**32 - 1)))
     x = rng.standard_normal((C, H, W, N))
-    cols = im2col(x, K, S, P, out)
-    padded = np.pad(x, ((0, 0), (P[0], P[0]), (P[1], P[1]), (0, 0)))
-    want = np.stack([padded[:, a:a + S[0] * out[0]:S[0], b:b + S[1] * out[1]:S[1]]
+    xp = module_for(device)
+    cols = to_numpy(im2col(xp.asarray(x), K, S, P, out, D))
+    padded = np.pad(x, ((0, 0), P[0], P[1], (0, 0)))
+    want = np.stack([padded[:, a * D[0]:a * D[0] + S[0] * out[0]:S[0],
+                            b * D[1]:b * D[1] + S[1] * out[1]:S[1]]
                      for a in range(K[0]) for b in range(K[1])], axis=1)
     np.testing.assert_array_equal(cols, want.reshape(cols.shape))
     c = rng.standard_normal(cols.shape)
-    back = col2im(c, x.shape, K, S, P)
+    back = to_numpy(col2im(xp.asarray(c), x.shape, K, S, P, D))
     np.testing.assert_allclose((cols * c).sum(), (x * back).sum(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(back, col2im(c, x.shape, K, S, P, D), rtol=1e-12, atol=1e-12)
 
 
 # ---- layers -------------------------------------------------------------------------------
@@ -276,8 +283,10 @@ def test_errors_name_the_op_and_shapes():
     with pytest.raises(ValueError, match=r"conv2d: kernel \(7, 7\) is larger than the padded "
                                          r"input \(7, 5\)"):
         F.conv2d(x, tg.randn(4, 3, 7, 7), padding=(1, 0))
-    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D input.*\(3, 5, 5\)"):
-        F.conv2d(tg.randn(3, 5, 5), w)
+    with pytest.raises(ValueError, match=r"conv2d: expected a 3-D \(unbatched\) or 4-D "
+                                         r"\(batched\) input.*\(3, 5\)"):
+        F.conv2d(tg.randn(3, 5), w)
+    assert F.conv2d(tg.randn(3, 5, 5), w).shape == (4, 3, 3)   # unbatched, as in PyTorch
     with pytest.raises(ValueError, match=r"conv2d: expected a 4-D weight.*\(4, 3, 3\)"):
         F.conv2d(x, tg.randn(4, 3, 3))
     with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(4,\)"):

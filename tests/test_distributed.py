@@ -93,6 +93,42 @@ def test_launcher_environment():
     assert dist.launcher_world_size({"PMI_SIZE": "4", "PMI_RANK": "2"}) == 4
     assert dist.launcher_world_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
     assert dist.launcher_world_size({"SLURM_NTASKS": "8", "SLURM_PROCID": "1"}) == 8
+    env = dist.launcher_env({"SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "4",
+                             "SLURM_PROCID": "3", "SLURM_LOCALID": "1"})
+    assert (env["launcher"], env["world_size"], env["rank"], env["local_rank"]) == (
+        "srun (Slurm)", 4, 3, 1)  # the step's tasks, not the allocation's
+    # mpiexec inside an sbatch allocation: MPI's variables win over the inherited SLURM_*
+    env = dist.launcher_env({"SLURM_NTASKS": "8", "SLURM_PROCID": "0", "PMI_SIZE": "2",
+                             "PMI_RANK": "1", "MPI_LOCALRANKID": "1"})
+    assert (env["world_size"], env["rank"], env["local_rank"]) == (2, 1, 1)
+    env = dist.launcher_env({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1",
+                             "OMPI_COMM_WORLD_LOCAL_RANK": "0"})
+    assert (env["world_size"], env["rank"], env["local_rank"]) == (2, 1, 0)
+    assert dist.launcher_env({"SLURM_NTASKS": "", "PMI_SIZE": "x"}) is None
+
+
+def _init_under(environ):
+    """init_process_group() in a fresh process with a made-up launcher environment."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PMI", "MPI_", "OMPI_", "SLURM_", "HYDRA"))}
+    code = ("import tinygen.distributed as dist; g = dist.init_process_group(); "
+            "print(g.rank, g.world_size, g.local_rank, g.comm is None)")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False,
+                          env={**keep, **environ, "PYTHONPATH": ROOT})
+
+
+def test_slurm_environment_without_slurm():
+    # srun with one task: a group of one, MPI never imported
+    out = _init_under({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"})
+    assert out.returncode == 0 and out.stdout.split() == ["0", "1", "0", "True"], out.stderr
+    # srun announced 2 tasks, but this MPI sees a world of one (an srun whose MPI is not
+    # Slurm's, or python alone in an sbatch script): a clear error, not a silent solo run
+    pytest.importorskip("mpi4py")
+    out = _init_under({"SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "1"})
+    assert out.returncode != 0
+    assert "srun (Slurm) announced rank 1 of 2 (SLURM_PROCID, SLURM_NTASKS)" in out.stderr
+    assert "MPI sees rank 0 of 1" in out.stderr and "--mpi=pmix" in out.stderr
 
 
 def test_post_accumulate_grad_hook_fires_once_per_leaf_per_backward():
@@ -131,6 +167,10 @@ def test_ddp_two_halves_equal_one_whole(tmp_path, reference):
     ddp = _train(tmp_path, "ddp", 2)
     _assert_same_run(reference, ddp)
     assert ddp["overlapped"] > 0  # buckets started from the gradient hooks, inside backward
+    # buckets that are slices of the optimizer's flat gradient buffers (no copies)
+    _assert_same_run(reference, _train(tmp_path, "flat", 2, "--optimizer_first"))
+    _assert_same_run(reference, _train(tmp_path, "flat_accum", 2, "--optimizer_first",
+                                       "--grad_accum", 2))
 
 
 def test_grad_accumulation_four_quarters_equal_one_whole(tmp_path, reference):

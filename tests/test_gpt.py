@@ -135,6 +135,28 @@ def test_cached_logits_equal_full_logits():
     np.testing.assert_allclose(np.array(step), np.array(full), rtol=1e-4, atol=1e-5)
 
 
+def test_kv_cache_buffers_grow_and_survive_a_step_with_gradients():
+    """The no_grad cache writes into buffers of twice the length needed (at least 64);
+    a step with gradients on concatenates instead, and later no_grad steps go on from it."""
+    tg.manual_seed(0)
+    model = GPT(tiny(block_size=200)).eval()
+    idx = np.random.default_rng(2).integers(0, 11, (2, 150))
+    with tg.no_grad():
+        full = model(idx)[0].numpy()[:, -1]
+    caches = [{} for _ in model.transformer.h]
+    with tg.no_grad():
+        model(idx[:, :60], caches=caches)              # buffers of 2 · 60 = 120
+        for t in range(60, 140):                        # past 120: they grow to 2 · 121
+            model(idx[:, t:t + 1], caches=caches)
+    assert caches[0]["k_buffer"].shape[2] == 242 and caches[0]["k"].shape[2] == 140
+    logits, _ = model(idx[:, 140:145], caches=caches)  # with gradients: concatenation
+    assert logits.requires_grad and "k_buffer" not in caches[0]
+    with tg.no_grad():
+        for t in range(145, 150):
+            logits, _ = model(idx[:, t:t + 1], caches=caches)
+    np.testing.assert_allclose(logits.numpy()[:, -1], full, rtol=1e-4, atol=1e-5)
+
+
 def test_sample_respects_top_k_top_p_and_temperature():
     logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 2000))
     tg.manual_seed(0)

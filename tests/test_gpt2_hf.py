@@ -60,6 +60,35 @@ def test_logits_equal(hf_folder):
     assert model.config.block_size == 64 and model.config.dropout == 0.0
 
 
+def test_weights_are_one_block_and_conv1d_keeps_the_file_layout(hf_folder):
+    model = GPT.from_pretrained(hf_folder[0])
+    c_attn = model.transformer.h[0].attn.c_attn.weight.data          # [3C, C], viewing [C, 3C]
+    assert c_attn.T.flags.c_contiguous and c_attn.base is not None
+    blocks = {id(np.asarray(p.data).base.base) for p in model.parameters()}
+    assert len(blocks) == 1                                           # one mapping for all
+
+
+def test_mmap_loading_is_copy_on_write(tmp_path, hf_folder):
+    """mmap=True: the weights view the file; writing one changes the model, not the file."""
+    _, ref = hf_folder
+    folder = tmp_path / "copy"
+    ref.save_pretrained(folder)
+    model = GPT.from_pretrained(folder, mmap=True).eval()
+    x = ids()
+    with torch.no_grad():
+        expected = ref(torch.tensor(x)).logits.numpy()
+    assert rel_err(model(tg.tensor(x), tg.tensor(x))[0].numpy(), expected) <= 1e-5
+    weight = model.transformer.h[1].mlp.c_fc.weight
+    before = weight.data.copy()
+    weight.data[...] += 1.0                                           # in place: pages copied
+    fresh = GPT.from_pretrained(folder)
+    np.testing.assert_array_equal(fresh.transformer.h[1].mlp.c_fc.weight.data, before)
+    opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.95))          # trains as usual
+    _, loss = model(tg.tensor(x), tg.tensor(x))
+    loss.backward()
+    opt.step()
+
+
 def test_greedy_generation_identical(hf_folder):
     path, ref = hf_folder
     model = GPT.from_pretrained(path)

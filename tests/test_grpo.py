@@ -52,6 +52,8 @@ def test_pass_at_k_edges_and_mean():
 def test_group_advantages():
     r = np.array([[0.0, 1.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5], [1.0, 0.0, 0.0, 0.0]])
     a = group_advantages(r)
+    assert isinstance(a, tg.Tensor) and a.dtype == np.float32
+    a = a.numpy()
     assert a.shape == (3, 4)
     np.testing.assert_allclose(a.mean(axis=1), 0, atol=1e-6)
     np.testing.assert_allclose(a[0], [-0.866, 0.866, 0.866, -0.866], atol=1e-3)  # std ddof=1
@@ -64,13 +66,13 @@ def test_group_advantages():
 def test_kl_k3_and_weights():
     logp = np.log(np.array([0.5, 0.2, 0.9]))
     ref = np.log(np.array([0.5, 0.4, 0.3]))
-    k3 = kl_k3(logp, ref)
+    k3 = kl_k3(logp, ref).numpy()
     assert k3[0] == pytest.approx(0) and (k3 >= 0).all()
     assert k3[1] == pytest.approx(2.0 - math.log(2.0) - 1)
     t = kl_k3(tg.tensor(logp), tg.tensor(ref))
     np.testing.assert_allclose(t.numpy(), k3, rtol=1e-6)
     mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], np.float32)
-    w = sequence_weights(mask)
+    w = sequence_weights(mask).numpy()
     np.testing.assert_allclose(w, [[0.25, 0.25, 0, 0], [0.125] * 4])
     assert w.sum() == pytest.approx(1)
 
@@ -103,7 +105,7 @@ def test_grpo_loss_matches_equation_3():
     new_t2 = tg.tensor(new, requires_grad=True)
     loss2, _, _ = grpo_loss(new_t2, new, ref, adv, mask, clip, 0.0)
     loss2.backward()
-    np.testing.assert_allclose(new_t2.grad.numpy(), -adv[:, None] * sequence_weights(mask),
+    np.testing.assert_allclose(new_t2.grad.numpy(), -adv[:, None] * sequence_weights(mask).numpy(),
                                rtol=1e-5, atol=1e-7)
     assert ppo.policy_loss is not None                        # the surrogate is PPO's
 
@@ -121,11 +123,13 @@ def test_grpo_update_raises_the_rewarded_tokens_probability():
     rates = []
     for _ in range(12):
         tokens, mask = sample_groups(gpt, prompt, cfg.group_size, 3, eos_id=3)
-        rewards = (tokens[:, 2] == 1).astype(np.float32).reshape(2, cfg.group_size)
+        assert isinstance(tokens, tg.Tensor) and isinstance(mask, tg.Tensor)
+        rewards = (tokens.numpy()[:, 2] == 1).astype(np.float32).reshape(2, cfg.group_size)
         rates.append(rewards.mean())
         logs = grpo_update(gpt, ref, optimizer, tokens, mask,
                            group_advantages(rewards).reshape(-1), cfg)
         assert set(logs) >= {"loss", "kl", "approx_kl", "clipfrac"}
+        assert all(isinstance(v, float) for v in logs.values())
     assert np.mean(rates[-3:]) > np.mean(rates[:3]) + 0.3
 
 

@@ -238,3 +238,9 @@ def test_parse_config_applies_smoke_before_checking(capsys):
     with pytest.raises(SystemExit):
         parse_config(Config, argv=["--smoke"], smoke={"size": 7})
     assert "--heads=2: must divide size=7" in capsys.readouterr().err
+
+
+def test_a_flag_given_with_smoke_wins_over_the_smoke_value():
+    cfg = parse_config(Config, argv=["--smoke", "--size", "9"], smoke={"size": 6, "heads": 3})
+    assert (cfg.size, cfg.heads) == (9, 3)  # --size given explicitly; heads from smoke
+    assert parse_config(Config, argv=["--size", "8"], smoke={"size": 6, "heads": 3}).heads == 2

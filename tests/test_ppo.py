@@ -10,8 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import EMULATED_CUDA
 
 import tinygen as tg
+from tinygen import backend
 from tinygen.nn.init import orthogonal_
 from tinygen.rl.cartpole import CartPole
 from tinygen.rl.ppo import (
@@ -51,10 +53,21 @@ def test_gae_by_hand_with_an_episode_end_in_the_middle():
     next_done = np.array([0, 1], dtype=np.float32)
     advantages, returns = compute_gae(rewards, values, dones, next_value, next_done,
                                       gamma=0.9, gae_lambda=0.8)
+    assert isinstance(advantages, tg.Tensor) and isinstance(returns, tg.Tensor)
     expected = np.array([[1.292, 0.5184], [0.6, 0.72], [0.88, 1.0]])
-    np.testing.assert_allclose(advantages, expected, rtol=1e-6)
-    np.testing.assert_allclose(returns, expected + values, rtol=1e-6)
+    np.testing.assert_allclose(advantages.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(returns.numpy(), expected + values, rtol=1e-6)
     assert advantages.dtype == np.float32 and returns.dtype == np.float32
+
+
+def test_gae_stays_on_the_device_of_the_values(device):
+    values = tg.tensor(np.array([[0.5], [0.4]], np.float32), device=device)
+    advantages, returns = compute_gae(np.ones((2, 1), np.float32), values,
+                                      np.zeros((2, 1), np.float32), np.zeros(1, np.float32),
+                                      np.ones(1, np.float32), gamma=0.5, gae_lambda=1.0)
+    assert advantages.device == returns.device == device
+    # t=1: δ = 1 - 0.4 = 0.6 (the episode ends); t=0: δ = 1 + 0.5·0.4 - 0.5 = 0.7, A = 1
+    np.testing.assert_allclose(advantages.numpy(), [[1.0], [0.6]], rtol=1e-6)
 
 
 def test_gae_with_lambda_1_is_discounted_return_minus_value():
@@ -65,7 +78,7 @@ def test_gae_with_lambda_1_is_discounted_return_minus_value():
     _, returns = compute_gae(rewards, values, zeros, np.array([2.0], np.float32),
                              np.zeros(1, np.float32), gamma=0.5, gae_lambda=1.0)
     discounted = sum(0.5 ** k * rewards[k, 0] for k in range(5)) + 0.5 ** 5 * 2.0
-    assert returns[0, 0] == pytest.approx(discounted, rel=1e-5)
+    assert returns[0, 0].item() == pytest.approx(discounted, rel=1e-5)
 
 
 # ---- losses -------------------------------------------------------------------------------
@@ -106,9 +119,15 @@ def test_value_loss_by_hand(device):
 
 def test_normalize_advantages():
     a = np.array([1.0, 2.0, 3.0, 6.0], dtype=np.float32)
-    n = normalize_advantages(a)
+    n = normalize_advantages(a).numpy()
     assert n.mean() == pytest.approx(0, abs=1e-6)
     assert n.std(ddof=1) == pytest.approx(1, rel=1e-5)  # torch.std's unbiased estimate
+    # with a mask: the statistics of the real entries only, padding stays 0
+    padded = np.array([[1.0, 2.0, 0.0], [3.0, 6.0, 9.0]], dtype=np.float32)
+    mask = np.array([[1, 1, 0], [1, 1, 0]], dtype=np.float32)
+    m = normalize_advantages(padded, mask=mask).numpy()
+    np.testing.assert_allclose(m[:, :2].reshape(-1), n, rtol=1e-5)
+    assert m[0, 2] == m[1, 2] == 0
 
 
 # ---- diagnostics --------------------------------------------------------------------------
@@ -265,7 +284,7 @@ def test_short_ppo_run_learns_cartpole():
                                                         next_done)
         episode_returns += finished
         with tg.no_grad():
-            next_value = agent.get_value(tg.tensor(next_obs)).numpy()
+            next_value = agent.get_value(next_obs)
         advantages, returns = compute_gae(storage.rewards, storage.values, storage.dones,
                                           next_value, next_done, gamma, gae_lambda)
         stats = ppo_update(agent, optimizer, storage.batch(advantages, returns), cfg)
@@ -307,7 +326,7 @@ def test_update_matches_cleanrl_in_pytorch():
     next_obs, next_done, _ = collect_rollout(agent, envs, storage, envs.reset(),
                                              np.zeros(2, np.float32))
     with tg.no_grad():
-        next_value = agent.get_value(tg.tensor(next_obs)).numpy()
+        next_value = agent.get_value(next_obs)
     batch = storage.batch(*compute_gae(storage.rewards, storage.values, storage.dones,
                                        next_value, next_done, 0.99, 0.95))
     twin = copy_weights(torch_ppo.TorchAgent(4, 2), agent)
@@ -317,8 +336,70 @@ def test_update_matches_cleanrl_in_pytorch():
     tg.manual_seed(2)
     ours = ppo_update(agent, tg.optim.Adam(agent.parameters(), lr=1e-2, eps=1e-5), batch, cfg)
     theirs = torch_ppo.ppo_update(twin, torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-5),
-                                  batch, permutations, cfg)
+                                  {k: v.numpy() for k, v in batch.items()}, permutations, cfg)
     assert ours["value_loss"] == pytest.approx(theirs, rel=1e-4)
     for name, p in agent.named_parameters():  # the steps moved both the same way
         np.testing.assert_allclose(p.numpy(), dict(twin.named_parameters())[name].detach(),
                                    rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+# ---- the rollout and the update on the device ---------------------------------------------
+def test_rollout_storage_and_batch_are_tensors_on_the_device(device):
+    tg.manual_seed(0)
+    agent = Agent(4, 2, device=device)
+    envs = CartPole(3, seed=0)
+    storage = RolloutStorage(5, 3, 4, device=device)
+    next_obs, next_done, _ = collect_rollout(agent, envs, storage, envs.reset(),
+                                             np.zeros(3, np.float32))
+    assert isinstance(next_obs, tg.Tensor) and next_obs.device == next_done.device == device
+    advantages, returns = compute_gae(storage.rewards, storage.values, storage.dones,
+                                      agent.get_value(next_obs), next_done, 0.99, 0.95)
+    batch = storage.batch(advantages, returns)
+    assert all(isinstance(v, tg.Tensor) and v.device == device for v in batch.values())
+    assert batch["obs"].shape == (15, 4) and batch["actions"].dtype == np.int64
+    np.testing.assert_array_equal(storage.rewards.numpy(), np.ones((5, 3)))
+    # the stored log-probabilities and values are the policy's on the stored observations
+    _, logprob, _, value = agent.get_action_and_value(batch["obs"], batch["actions"])
+    np.testing.assert_allclose(batch["logprobs"].numpy(), logprob.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(batch["values"].numpy(), value.numpy(), rtol=1e-5)
+
+
+@pytest.mark.skipif(not EMULATED_CUDA, reason="counts syncs on the CuPy emulator")
+def test_rollout_syncs_once_a_step_and_streams_from_pinned_memory():
+    """#14: the CPU environments need the sampled actions (1 sync a step); everything
+    else stays on the device, observations go up from pinned memory, and the update reads
+    back only its diagnostics (1 sync)."""
+    cp = backend.cp
+    T, N = 8, 2
+    tg.manual_seed(0)
+    agent = Agent(4, 2, device="cuda")
+    envs = CartPole(N, seed=0)
+    storage = RolloutStorage(T, N, 4, device="cuda")
+    optimizer = tg.optim.Adam(agent.parameters(), lr=1e-3)
+    obs, done, _ = collect_rollout(agent, envs, storage, envs.reset(), np.zeros(N, np.float32))
+    cp.COUNTS.reset()
+    obs, done, _ = collect_rollout(agent, envs, storage, obs, done)
+    assert cp.COUNTS.syncs == T
+    # the observations of steps 1..T-1, then rewards and dones once: all from pinned memory;
+    # the first observation is already on the device
+    assert cp.COUNTS.pinned_uploads == (T - 1) + 2
+    assert cp.COUNTS.uploads - cp.COUNTS.pinned_uploads <= 2   # next_obs, next_done
+    cp.COUNTS.reset()
+    advantages, returns = compute_gae(storage.rewards, storage.values, storage.dones,
+                                      agent.get_value(obs), done, 0.99, 0.95)
+    stats = ppo_update(agent, optimizer, storage.batch(advantages, returns), PPOConfig())
+    assert cp.COUNTS.syncs == 1 and all(isinstance(v, float) for v in stats.values())
+
+
+def test_update_reports_an_out_of_range_action_on_every_device(device):
+    """The device-side bounds flag of log_prob's gather travels with the diagnostics
+    (backend.read_floats): a bad action still raises, naming the op, without its own sync."""
+    tg.manual_seed(0)
+    agent = Agent(4, 2, device=device)
+    B = 8
+    batch = {"obs": np.zeros((B, 4), np.float32), "actions": np.full(B, 5),
+             "logprobs": np.zeros(B, np.float32), "values": np.zeros(B, np.float32),
+             "advantages": np.ones(B, np.float32), "returns": np.ones(B, np.float32)}
+    with pytest.raises(IndexError, match="getitem|out of range"):
+        ppo_update(agent, tg.optim.Adam(agent.parameters()), batch,
+                   PPOConfig(update_epochs=1, num_minibatches=2))

@@ -97,7 +97,7 @@ def test_head_to_head_counts_ties_half():
 def test_response_mask_stops_after_first_eos():
     eos = 9
     ids = np.array([[1, eos, 2, eos], [1, 2, 3, 4], [eos, 1, 1, 1]])
-    np.testing.assert_array_equal(response_mask(ids, eos),
+    np.testing.assert_array_equal(response_mask(ids, eos).numpy(),
                                   [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
 
 
@@ -107,10 +107,33 @@ def test_sft_targets_cover_the_response_only():
     P = task.prompt_len
     ids = task.tokenizer().encode("_ba=ab.")
     assert tokens.shape == (1, P + task.response_len)
-    np.testing.assert_array_equal(tokens[0, :7], ids)
-    np.testing.assert_array_equal(mask, [[1, 1, 1, 0, 0]])
+    np.testing.assert_array_equal(tokens[0, :7].numpy(), ids)
+    np.testing.assert_array_equal(mask.numpy(), [[1, 1, 1, 0, 0]])
     targets = sft_targets(tokens, mask, P)            # predicts tokens[1:]
-    np.testing.assert_array_equal(targets[0], [-1, -1, -1] + ids[4:] + [-1, -1])
+    np.testing.assert_array_equal(targets[0].numpy(), [-1, -1, -1] + ids[4:] + [-1, -1])
+
+
+class WordTokenizer:
+    """A tokenizer whose tokens are several characters long: one id per word."""
+
+    def __init__(self, words):
+        self.ids = {w: i for i, w in enumerate(words)}
+
+    def encode(self, text):
+        return [self.ids[w] for w in text.split()]
+
+
+def test_pack_masks_tokens_not_characters(device):
+    # regression: the mask was 1 on the first len(response) *characters* and the padding
+    # counted the prompt's characters, wrong for any tokenizer with multi-character tokens
+    tok = WordTokenizer(["<pad>", "sort", "these", "ba", "ab", "done"])
+    tokens, mask = pack(tok, ["sort ba", "these ab"], ["ab done", "ab"], response_len=4,
+                        device=device)
+    assert tokens.device == mask.device == device and tokens.dtype == np.int64
+    np.testing.assert_array_equal(tokens.numpy(), [[1, 3, 4, 5, 0, 0], [2, 4, 4, 0, 0, 0]])
+    np.testing.assert_array_equal(mask.numpy(), [[1, 1, 0, 0], [1, 0, 0, 0]])
+    with pytest.raises(ValueError, match="pack: every prompt must encode"):
+        pack(tok, ["sort", "these ab"], ["ab", "ab"], response_len=4)
 
 
 # ---- the reward model -----------------------------------------------------------------------
@@ -146,14 +169,14 @@ def test_response_logprobs_match_the_full_forward():
                         task.response_len)
     P = task.prompt_len
     logp = response_logprobs(gpt, tokens, P).numpy()                # [B, R]
-    logits, _ = gpt(tokens[:, :-1], np.zeros_like(tokens[:, 1:]))  # all positions
+    logits, _ = gpt(tokens[:, :-1], tg.zeros_like(tokens[:, 1:]))  # all positions
     log_softmax = logits.log_softmax(axis=-1).numpy()
     for b in range(2):
         for t in range(task.response_len):
-            expected = log_softmax[b, P - 1 + t, tokens[b, P + t]]
+            expected = log_softmax[b, P - 1 + t, tokens[b, P + t].item()]
             assert logp[b, t] == pytest.approx(expected, abs=1e-5)
     seq = sequence_logprob(gpt, tokens, mask, P).numpy()
-    np.testing.assert_allclose(seq, (logp * mask).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(seq, (logp * mask.numpy()).sum(axis=1), rtol=1e-5)
     policy = PolicyWithValue(gpt)
     policy_logits, values = policy(tokens, P)
     np.testing.assert_allclose(policy_logits.numpy(), logits.numpy()[:, P - 1:], atol=1e-5)
@@ -166,9 +189,10 @@ def test_kl_penalized_rewards_layout():
     ref_logprobs = np.array([[-1.0, -1.0, -0.7, 0.0], [-0.6, 0.0, 0.0, 0.0]], np.float32)
     mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], np.float32)    # lengths 3 and 1
     rewards, kl = kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, kl_coef=0.1)
-    np.testing.assert_allclose(kl, [[0.5, 0.0, 0.5, 0.0], [0.5, 0.0, 0.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(kl.numpy(), [[0.5, 0.0, 0.5, 0.0], [0.5, 0.0, 0.0, 0.0]],
+                               atol=1e-6)
     # -0.1 * KL on every token, the score added at the last real token, nothing on padding
-    np.testing.assert_allclose(rewards, [[-0.05, 0.0, -0.05 + 2.0, 0.0],
+    np.testing.assert_allclose(rewards.numpy(), [[-0.05, 0.0, -0.05 + 2.0, 0.0],
                                          [-0.05 - 1.0, 0.0, 0.0, 0.0]], atol=1e-6)
 
 
@@ -187,7 +211,7 @@ def test_token_gae_stays_inside_each_response():
     rewards = np.array([[0.1, 0.2, 1.0, 0.0], [0.5, 0.0, 0.0, 0.0]], np.float32)
     values = np.array([[0.0, 0.0, 0.0, 5.0], [0.0, 5.0, 5.0, 5.0]], np.float32)  # 5: padding
     mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], np.float32)
-    adv, ret = token_gae(rewards, values, mask, gamma=1.0, gae_lambda=1.0)
+    adv, ret = (x.numpy() for x in token_gae(rewards, values, mask, gamma=1.0, gae_lambda=1.0))
     # with γ = λ = 1 and zero values the advantage is the reward still to come
     np.testing.assert_allclose(adv[0, :3], [1.3, 1.2, 1.0], atol=1e-6)
     np.testing.assert_allclose(adv[1, :1], [0.5], atol=1e-6)
@@ -203,8 +227,9 @@ def test_dpo_loss_hand_worked_and_gradient_sign():
                                                       ref_rejected, beta=0.5)
     # β [(−1 + 2) − (−3 + 2)] = 0.5 * 2 = 1, loss = -log σ(1)
     assert loss.item() == pytest.approx(log1p_exp(-1.0), rel=1e-6)
-    np.testing.assert_allclose(chosen_rewards, [0.5])
-    np.testing.assert_allclose(rejected_rewards, [-0.5])
+    np.testing.assert_allclose(chosen_rewards.numpy(), [0.5])
+    np.testing.assert_allclose(rejected_rewards.numpy(), [-0.5])
+    assert not chosen_rewards.requires_grad
     loss.backward()
     # descending the loss raises log π(y_w) and lowers log π(y_l): -β(1 - σ(1)) and its negative
     g = 0.5 * (1 - 1 / (1 + math.exp(-1.0)))
@@ -254,16 +279,19 @@ def test_rlhf_helpers_take_tensors_as_well_as_arrays():
 
     ids = np.array([[3, 1, 4, 1], [1, 5, 9, 2]])
     mask = response_mask(ids, eos_id=1)
-    np.testing.assert_array_equal(response_mask(tg.tensor(ids), 1), mask)
-    np.testing.assert_array_equal(last_index(tg.tensor(mask), 2), last_index(mask, 2))
+    np.testing.assert_array_equal(response_mask(tg.tensor(ids), 1).numpy(), mask.numpy())
+    np.testing.assert_array_equal(last_index(tg.tensor(mask), 2).numpy(),
+                                  last_index(mask, 2).numpy())
+    mask = mask.numpy()
     rng = np.random.default_rng(0)
     lp, ref_lp = (rng.normal(size=(2, 4)).astype(np.float32) for _ in range(2))
     scores = np.array([1.0, -1.0], np.float32)
     want = kl_penalized_rewards(scores, lp, ref_lp, mask, 0.1)
     got = kl_penalized_rewards(*(tg.tensor(x) for x in (scores, lp, ref_lp, mask)), 0.1)
     for g, w in zip(got, want):
-        np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+    want = [w.numpy() for w in want]
     values = rng.normal(size=(2, 4)).astype(np.float32)
     for g, w in zip(token_gae(tg.tensor(want[0]), tg.tensor(values), tg.tensor(mask), 1.0, 0.95),
                     token_gae(want[0], values, mask, 1.0, 0.95)):
-        np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(g.numpy(), w.numpy())

@@ -208,3 +208,34 @@ def test_tensor_copies_its_input_array():
 
 def test_mean_of_nothing_is_nan():
     assert np.isnan(tg.tensor(np.zeros((0, 3))).mean().item())
+
+
+# ---- np.asarray(tensor): PyTorch's Tensor.__array__ --------------------------------------
+def test_array_protocol_on_cpu_shares_memory():
+    t = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    a = np.asarray(t)
+    assert type(a) is np.ndarray and a.dtype == np.float32 and a.tolist() == t.tolist()
+    assert np.shares_memory(a, t.data)  # no copy, as for a CPU torch tensor
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
+    assert not np.shares_memory(np.array(t), t.data)  # np.array copies by default
+    with pytest.raises(ValueError, match="copy"):
+        np.asarray(t, dtype=np.float64, copy=False)
+    assert np.asarray(tg.tensor(3)).item() == 3 and np.asarray(tg.tensor(3)).ndim == 0
+    # NumPy functions and stacking a list of tensors work as on torch tensors
+    assert np.allclose(np.cos(t), np.cos(t.numpy()))
+    assert np.stack([tg.tensor([1, 2]), tg.tensor([3, 4])]).tolist() == [[1, 2], [3, 4]]
+
+
+def test_array_protocol_keeps_operator_dispatch():
+    # ndarray ⊕ Tensor still goes to the Tensor's reflected operator (a Tensor comes out)
+    out = np.ones(2, np.float32) + tg.tensor([1.0, 2.0], requires_grad=True)
+    assert isinstance(out, tg.Tensor) and out.requires_grad
+
+
+def test_array_protocol_refuses_a_device_tensor(device):
+    if device == "cpu":
+        pytest.skip("the implicit copy is refused for device tensors only")
+    t = tg.ones(3, device=device)
+    with pytest.raises(TypeError, match=r"\.numpy\(\) or \.cpu\(\)"):
+        np.asarray(t)
+    assert np.asarray(t.cpu()).tolist() == [1.0, 1.0, 1.0]

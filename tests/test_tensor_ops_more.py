@@ -141,12 +141,66 @@ def test_one_hot(device):
 
 def test_einsum_errors():
     a = tg.ones(2, 2)
-    with pytest.raises(ValueError, match="einsum.*diagonal"):
-        tg.einsum("ii->i", a)
-    with pytest.raises(ValueError, match=r"einsum.*\.\.\."):
-        tg.einsum("...i->i", a)
+    with pytest.raises(ValueError, match="einsum.*repeated in 'ii' but the sizes differ"):
+        tg.einsum("ii->i", tg.ones(2, 3))
+    with pytest.raises(ValueError, match="einsum: output index repeated"):
+        tg.einsum("i->ii", tg.ones(2))
+    with pytest.raises(ValueError, match=r"einsum.*at most one '\.\.\.'"):
+        tg.einsum("......i->i", a)
+    with pytest.raises(ValueError, match=r"einsum: output '\.\.\.i' has '\.\.\.' but no"):
+        tg.einsum("ij->...i", a)
+    with pytest.raises(ValueError, match="einsum: operand '...ijk' has 2 dims"):
+        tg.einsum("...ijk->k", a)
     with pytest.raises(ValueError, match="einsum"):
         tg.einsum("ij,jk->ik", a)
+
+
+def test_einsum_diagonal_gradient_lands_on_the_diagonal(device):
+    x = tg.tensor(np.arange(9.0).reshape(3, 3), device=device, requires_grad=True)
+    tg.einsum("ii->", x).backward()  # the trace: d/dx = I
+    assert x.grad.tolist() == np.eye(3).tolist()
+    assert tg.einsum("ii->i", x).tolist() == [0.0, 4.0, 8.0]
+
+
+def test_linalg_namespace_and_errors():
+    import tinygen.linalg
+
+    assert tg.linalg is tinygen.linalg
+    a = tg.tensor([[2.0, 0.0], [0.0, 3.0]])
+    assert tg.linalg.det(a).item() == pytest.approx(6.0)
+    assert tg.linalg.matrix_rank(a).dtype == np.int64 and tg.linalg.matrix_rank(a).item() == 2
+    assert tg.linalg.matrix_rank(tg.ones(3, 3)).item() == 1
+    assert not tg.linalg.matrix_rank(a.requires_grad_()).requires_grad  # integers: no graph
+    with pytest.raises(ValueError, match="linalg.det: needs square"):
+        tg.linalg.det(tg.ones(2, 3))
+    with pytest.raises(ValueError, match="linalg.inv: needs a tensor with at least 2 dims"):
+        tg.linalg.inv(tg.ones(3))
+    with pytest.raises(ValueError, match="linalg.matrix_norm: ord must be"):
+        tg.linalg.matrix_norm(tg.ones(2, 2), 3)
+    with pytest.raises(ValueError, match="full_matrices=False"):
+        tg.linalg.svd(tg.ones(3, 2))
+    with pytest.raises(ValueError, match="linalg.solve: A"):
+        tg.linalg.solve(tg.eye(3), tg.ones(2))
+    with pytest.raises(ValueError, match="linalg.norm: with ord=2 and dim=None"):
+        tg.linalg.norm(tg.ones(2, 2, 2), 2)
+    with pytest.raises(ValueError, match="linalg.cross: dim -1 must have size 3"):
+        tg.linalg.cross(tg.ones(2), tg.ones(2))
+    with pytest.raises(NotImplementedError, match="qr: the gradient .* m >= n"):
+        q, r = tg.linalg.qr(tg.randn(2, 3, requires_grad=True))
+        r.sum().backward()
+    q, r = tg.linalg.qr(tg.randn(3, 2), mode="r")
+    assert q.shape == (0, 0) and r.shape == (2, 2)
+
+
+def test_linalg_matches_pytorch_on_integers_and_zero_vectors():
+    t = torch()
+    x = tg.tensor([[3, 4], [0, 0]])  # int64: read as float32, as torch needs a float
+    assert tg.linalg.vector_norm(x, dim=1).tolist() == [5.0, 0.0]
+    z = tg.zeros(3, requires_grad=True)
+    tg.linalg.vector_norm(z).backward()
+    zt = t.zeros(3, requires_grad=True)
+    t.linalg.vector_norm(zt).backward()
+    assert z.grad.tolist() == zt.grad.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_meshgrid_and_misc(device):

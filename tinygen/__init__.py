@@ -1,5 +1,6 @@
 """tinygen: a small, readable deep-learning library on NumPy (CPU) and CuPy (GPU)."""
 
+from tinygen import linalg  # tg.linalg, as torch.linalg
 from tinygen.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from tinygen.backend import cuda_available, tune_allocator
 from tinygen.creation import (
@@ -43,6 +44,6 @@ __all__ = [
     "CheckpointError", "Function", "Tensor", "arange", "as_tensor", "bool_", "cat",
     "cuda_available", "empty", "empty_like", "enable_grad", "eye", "float16", "float32",
     "float64", "full", "full_like", "get_num_threads", "get_rng_state", "gradcheck", "int32",
-    "int64", "is_grad_enabled", "linspace", "load", "manual_seed", "multinomial", "no_grad",
+    "int64", "is_grad_enabled", "linalg", "linspace", "load", "manual_seed", "multinomial", "no_grad",
     "ones", "ones_like", "rand", "rand_like", "randint", "randn", "randn_like", "save",
     "set_num_threads", "set_rng_state", "stack", "tensor", "where", "zeros", "zeros_like"]

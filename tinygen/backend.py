@@ -275,3 +275,54 @@ def raise_pending_index_errors():
     if bool(flag):
         raise IndexError(f"an integer index on the GPU was out of range in one of: "
                          f"{', '.join(ops)} (checked on the device, reported at this sync)")
+
+
+def read_floats(array):
+    """to_numpy of a floating-point array, with the queued device-side bounds flag (see
+    check_index_bounds) carried in the same transfer: one sync where to_numpy makes two.
+    For a loop's diagnostics, read once at its end."""
+    flag = _pending["flag"]
+    if get_array_module(array) is np or flag is None:
+        return to_numpy(array)
+    both = cp.concatenate([array.reshape(-1), flag.astype(array.dtype).reshape(1)])
+    _pending["flag"] = None
+    host = cp.asnumpy(both)
+    if host[-1]:
+        _pending["flag"] = flag  # raise_pending_index_errors reads it again and names the ops
+        raise_pending_index_errors()
+    _pending["ops"] = []
+    return host[:-1].reshape(array.shape)
+
+
+# ---- host-to-device copies from pinned memory ---------------------------------------------
+# The GPU copies host memory with DMA only from page-locked ("pinned") pages: from ordinary
+# pageable memory the driver first copies into a pinned buffer of its own and the host waits
+# for that. Data that has to stream from the host (a batch of a dataset too big to upload,
+# an environment's observations) is therefore staged in pinned host arrays that live as long
+# as the loop, and copied with `copy_to_device`, which only queues the copy on the current
+# stream: the host goes on (CUDA C Programming Guide, "Page-Locked Host Memory" and
+# "Asynchronous Concurrent Execution").
+
+def pinned_empty(shape, dtype, device):
+    """An uninitialised NumPy array to stage uploads to `device` in: page-locked memory for
+    "cuda" (what cupyx.empty_pinned does, from cupy.cuda.alloc_pinned_memory), a plain
+    np.empty on the CPU, where nothing is uploaded."""
+    if check_device(device) != "cuda":
+        return np.empty(shape, dtype)
+    dtype = np.dtype(dtype)
+    mem = cp.cuda.alloc_pinned_memory(max(int(np.prod(shape)) * dtype.itemsize, 1))
+    return np.ndarray(shape, dtype=dtype, buffer=mem)
+
+
+def copy_to_device(host, out):
+    """out[...] = host for a NumPy `host` and a device array `out` of its shape and dtype (a
+    NumPy `out` on the CPU), without waiting: on the GPU the copy is queued on the current
+    stream, so `host` must not change until the stream has reached it. Returns None on the
+    CPU, on the GPU a CUDA event recorded after the copy: its `synchronize()` waits for this
+    copy only (the host's way to know when `host` may be written again)."""
+    if get_array_module(out) is np:
+        out[...] = host
+        return None
+    stream = cp.cuda.get_current_stream()
+    out.set(host, stream=stream)
+    return stream.record()

@@ -77,14 +77,16 @@ def config_parser(config_cls, description=""):
 
 def parse_config(config_cls, description="", argv=None, smoke=None):
     """Parse `argv` (default: sys.argv[1:]) into an instance of `config_cls`. With `smoke`
-    (a dict of field values) and `--smoke` given, those values replace the parsed ones.
+    (a dict of field values) and `--smoke` given, those values become the defaults: a flag
+    given explicitly still wins (`--smoke --max_iters 4` runs 4 iterations).
     The config validates itself in __post_init__; a bad value exits as `or_exit` says."""
     parser = config_parser(config_cls, description)
     args = vars(parser.parse_args(argv))
+    if smoke and args.get("smoke"):
+        parser.set_defaults(**smoke)
+        args = vars(parser.parse_args(argv))
 
     def make():
-        if smoke and args.get("smoke"):
-            args.update(smoke)
         return config_cls(**args)
 
     return or_exit(make, config_cls, parser.prog)

@@ -122,11 +122,12 @@ def nonzero(x, as_tuple=False):
 def einsum(equation, *operands):
     """Sums of products over named axes, as torch.einsum: einsum("bhqd,bhkd->bhqk", q, k)
     is attention's q kᵀ, einsum("bi,ij,bj->b", x, W, y) a bilinear form, "i,j->ij" an outer
-    product. Differentiable in every operand (tinygen/ops/einsum.py says what is covered)."""
+    product, "...ij,...jk->...ik" a batched matmul, "ii->" a trace. Differentiable in every
+    operand (tinygen/ops/einsum.py says what is covered)."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    terms, out = _parse_einsum(equation, len(operands))
     tensors = [_t(x) for x in operands]
+    terms, out = _parse_einsum(equation, [x.ndim for x in tensors])
     for x in tensors[1:]:
         tensors[0], _ = tensors[0]._pair(x)
     tensors = [tensors[0]] + [x._cast_to(tensors[0].dtype) for x in tensors[1:]]

@@ -28,41 +28,32 @@ any other dict (int keys, such as an optimizer's per-parameter state) is written
 {"__dict__": [[key, value], ...]} so that int keys come back as ints. "__tensor__" marks a
 Tensor and "__array__" a raw array, so each comes back as what was saved.
 
+The bytes themselves -- header, checks, reading, memory map -- are safetensors_format.py's.
 Loading only parses JSON and copies bytes -- no pickle, no eval -- so a file cannot run code,
 and every header field is checked before it is used.
 """
 
-import contextlib
 import json
-import math
-import mmap
 import os
 import reprlib
-import struct
-import uuid
 
 import numpy as np
 
-from tinygen.backend import check_device, get_array_module, to_device, to_numpy
+from tinygen.backend import check_device, get_array_module, to_device
+from tinygen.safetensors_format import (  # noqa: F401  (CheckpointError, MappedFile: API)
+    DTYPES,
+    CheckpointError,
+    MappedFile,
+    build_header,
+    error,
+    read_file,
+    tensor_array,
+    write_atomic,
+)
 
-# safetensors dtype names and the NumPy dtypes they hold; the bytes on disk are little-endian
-DTYPES = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
-    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
-}
-# looked up by (kind, itemsize), which does not depend on the array's byte order
-DTYPE_NAMES = {(dtype.kind, dtype.itemsize): name for name, dtype in DTYPES.items()}
-
-MAX_HEADER_BYTES = 100_000_000  # the official reader's limit (MAX_HEADER_SIZE, 100 MB)
 METADATA_KEY = "tinygen"  # the __metadata__ entry that holds a checkpoint's structure
 FORMAT_VERSION = 1
 TAGS = ("__tensor__", "__array__", "__dict__")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a valid safetensors file or tinygen checkpoint."""
 
 
 def _is_array(x):
@@ -102,8 +93,8 @@ def save(obj, path, metadata=None):
         if metadata is not None:
             raise TypeError("save: metadata is for state_dicts; a checkpoint keeps its own")
         metadata = {METADATA_KEY: text}
-    header, order = _build_header(leaves, metadata)
-    _write_atomic(path, header, [leaves[name] for name in order])
+    header, order = build_header(leaves, metadata)
+    write_atomic(path, header, [leaves[name] for name in order])
 
 
 def _is_state_dict(obj):
@@ -147,60 +138,6 @@ def _where(path):
     return "the top level" if not path else "key " + ".".join(str(key) for key in path)
 
 
-def _build_header(leaves, metadata):
-    """The padded header bytes and the order in which the tensors' bytes follow it."""
-    # Widest dtypes first, as the official writer does: every tensor then starts at a
-    # multiple of its itemsize, so `load` can use it in place without an aligning copy.
-    order = sorted(leaves, key=lambda name: -leaves[name].dtype.itemsize)
-    offsets, end = {}, 0
-    for name in order:
-        nbytes = leaves[name].size * leaves[name].dtype.itemsize
-        offsets[name], end = [end, end + nbytes], end + nbytes
-
-    header = {} if metadata is None else {"__metadata__": metadata}
-    for name, array in leaves.items():  # the header keeps the caller's order
-        dtype_name = DTYPE_NAMES.get((array.dtype.kind, array.dtype.itemsize))
-        if dtype_name is None:
-            raise TypeError(f"save: tensor {name!r} has dtype {array.dtype}, which safetensors "
-                            f"cannot store (supported: {', '.join(DTYPES)})")
-        header[name] = {"dtype": dtype_name, "shape": [int(n) for n in array.shape],
-                        "data_offsets": offsets[name]}
-    header = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return header + b" " * (-len(header) % 8), order
-
-
-def _write_atomic(path, header, arrays):
-    """Write to a temporary file beside `path`, then rename it over `path`.
-
-    A rename within one directory is atomic (POSIX rename(2)), so a crash or an error
-    leaves either the old checkpoint or the new one, never half of one.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(struct.pack("<Q", len(header)))
-            f.write(header)
-            for array in arrays:  # one at a time: GPU tensors are never all in host memory
-                array = to_numpy(array)
-                array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-                f.write(array.data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    # make the rename itself durable; not possible on Windows or on some file systems
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # ---- load ---------------------------------------------------------------------------------
 
 def load(path, device="cpu", mmap=False):
@@ -222,176 +159,12 @@ def load(path, device="cpu", mmap=False):
         mapped = MappedFile(path)
         metadata, entries, buffer = mapped.metadata, mapped.entries, mapped.buffer
     else:
-        metadata, entries, buffer = _read(path)
-    arrays = {name: _array(path, name, buffer, *info) for name, info in entries.items()}
+        metadata, entries, buffer = read_file(path)
+    arrays = {name: tensor_array(path, name, buffer, *info) for name, info in entries.items()}
     if METADATA_KEY not in metadata:
         return {name: _make_tensor(to_device(array, device)) for name, array in arrays.items()}
     return _rebuild(path, metadata[METADATA_KEY], arrays, device)
 
-
-def _read(path):
-    """The checked header -- metadata and name -> (dtype, shape, begin, end) -- and the
-    byte buffer that follows it."""
-    with open(path, "rb") as f:
-        size, n, metadata, entries = _read_header(path, f)
-        buffer = bytearray(size - 8 - n)  # one read; the tensors are views into it
-        if f.readinto(buffer) != len(buffer):
-            raise _error(path, "the file became shorter while it was being read")
-    return metadata, entries, buffer
-
-
-def _read_header(path, f):
-    """(file size, header length, metadata, checked entries) of the open file `f`."""
-    size = os.fstat(f.fileno()).st_size
-    if size < 8:
-        raise _error(path, f"the file is {size} bytes long, too short to hold even the "
-                     "8-byte header length")
-    (n,) = struct.unpack("<Q", f.read(8))
-    if n > MAX_HEADER_BYTES:
-        raise _error(path, f"the header length {n} is over the {MAX_HEADER_BYTES}-byte "
-                     "limit (is this a safetensors file?)")
-    if 8 + n > size:
-        raise _error(path, f"the header claims to be {n} bytes long, but the file is only "
-                     f"{size} bytes")
-    return (size, n) + _parse_header(path, f.read(n), size - 8 - n)
-
-
-class MappedFile:
-    """A safetensors file memory-mapped read-only, its header checked as `load` checks it.
-
-    `array(name)` is a read-only view (no bytes are read until used); `copy_into(name, out)`
-    copies a tensor into `out` in slabs of SLAB_BYTES and hands each slab's pages back to
-    the OS once copied (madvise MADV_DONTNEED), so copying a whole file into a model holds
-    at most one slab of the file in memory besides the model: memory-frugal loading.
-    """
-
-    SLAB_BYTES = 1 << 24
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        with open(self.path, "rb") as f:
-            _, n, self.metadata, self.entries = _read_header(self.path, f)
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        self._start = 8 + n  # where the byte buffer begins in the file
-        self.buffer = memoryview(self._map)[self._start:]
-
-    def array(self, name):
-        if name not in self.entries:
-            raise KeyError(f"{self.path!r} holds no tensor {name!r}")
-        return _array(self.path, name, self.buffer, *self.entries[name])
-
-    def copy_into(self, name, out):
-        """out[...] = tensor `name`, with numpy's casting; `out` may be any strided view of
-        the tensor's shape (a transposed view copies with a transpose)."""
-        _, shape, begin, _ = self.entries[name]
-        if tuple(out.shape) != shape:
-            raise ValueError(f"{self.path!r}: tensor {name!r} has shape {list(shape)}, but "
-                             f"the destination has {list(out.shape)}")
-        if not shape or math.prod(shape) == 0:
-            out[...] = self.array(name)
-            return out
-        source = self.array(name)
-        row_bytes = max(1, source[0].nbytes)
-        step = max(1, self.SLAB_BYTES // row_bytes)
-        for i in range(0, shape[0], step):
-            out[i:i + step] = source[i:i + step]
-            self._release(begin + i * row_bytes, begin + min(i + step, shape[0]) * row_bytes)
-        return out
-
-    def _release(self, begin, end):
-        if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):  # POSIX only
-            first = (self._start + begin) // mmap.PAGESIZE * mmap.PAGESIZE
-            self._map.madvise(mmap.MADV_DONTNEED, first, self._start + end - first)
-
-    def close(self):
-        """Unmap the file; views from `array` must be gone by then (mmap refuses else)."""
-        if self._map is not None:
-            self.buffer.release()
-            self._map.close()
-            self._map = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _parse_header(path, raw, buffer_size):
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError
-        raise _error(path, f"the header is not valid UTF-8 JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise _error(path, f"the header must be a JSON object, got {type(header).__name__}")
-
-    metadata = header.pop("__metadata__", None)
-    if metadata is not None and not (
-            isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
-        raise _error(path, "__metadata__ must be an object of string -> string")
-    checked = {name: _check_entry(path, name, info, buffer_size) for name, info in header.items()}
-
-    # The tensors must tile the buffer exactly: no overlaps (two tensors sharing bytes),
-    # no gaps and nothing after the last one -- the official format's rule.
-    position, previous = 0, None
-    for begin, end, name in sorted((info[2], info[3], name) for name, info in checked.items()):
-        if begin < position:
-            raise _error(path, f"tensor {name!r} (bytes {begin}..{end}) overlaps tensor "
-                         f"{previous!r}, which ends at byte {position}")
-        if begin > position:
-            raise _error(path, f"bytes {position}..{begin} of the data belong to no tensor")
-        position, previous = end, name
-    if position != buffer_size:
-        raise _error(path, f"{buffer_size - position} bytes after the last tensor belong to "
-                     "no tensor")
-    return metadata or {}, checked
-
-
-def _check_entry(path, name, info, buffer_size):
-    """Validate one header entry; return (dtype, shape, begin, end)."""
-    where = f"tensor {name!r}:"
-    if not isinstance(info, dict):
-        raise _error(path, f"{where} expected an object with dtype, shape and data_offsets")
-    dtype_name = info.get("dtype")
-    if not isinstance(dtype_name, str) or dtype_name not in DTYPES:
-        raise _error(path, f"{where} unknown dtype {reprlib.repr(dtype_name)} (supported: "
-                     f"{', '.join(DTYPES)})")
-    shape = info.get("shape")
-    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
-        raise _error(path, f"{where} shape must be a list of non-negative ints, got "
-                     f"{reprlib.repr(shape)}")
-    offsets = info.get("data_offsets")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
-            and offsets[0] <= offsets[1]):
-        raise _error(path, f"{where} data_offsets must be [begin, end] with 0 <= begin <= end,"
-                     f" got {reprlib.repr(offsets)}")
-    begin, end = offsets
-    dtype = DTYPES[dtype_name]
-    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a huge shape cannot overflow
-    if end - begin != nbytes:
-        raise _error(path, f"{where} {dtype_name} of shape {reprlib.repr(shape)} needs {nbytes} "
-                     f"bytes, but data_offsets {offsets} span {end - begin}")
-    if end > buffer_size:
-        raise _error(path, f"{where} ends at byte {end} of the data, but the file holds only "
-                     f"{buffer_size} bytes of data (truncated?)")
-    return dtype, tuple(shape), begin, end
-
-
-def _is_count(x):
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def _array(path, name, buffer, dtype, shape, begin, end):
-    """The tensor's bytes as a writable, C-contiguous NumPy array (a view when possible)."""
-    native = dtype.newbyteorder("=")
-    if begin == end:
-        return np.zeros(shape, native)
-    array = np.frombuffer(buffer, dtype, count=math.prod(shape), offset=begin).reshape(shape)
-    if not (array.flags.aligned and array.dtype.isnative):  # from another writer / big-endian
-        array = array.astype(native)
-    if dtype.kind == "b" and array.view(np.uint8).max() > 1:
-        raise _error(path, f"tensor {name!r}: BOOL data holds bytes other than 0 and 1")
-    return array
 
 
 def _make_tensor(array):
@@ -405,10 +178,10 @@ def _rebuild(path, text, arrays, device):
     try:
         structure = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise _error(path, f"__metadata__[{METADATA_KEY!r}] is not valid JSON ({e})") from None
+        raise error(path, f"__metadata__[{METADATA_KEY!r}] is not valid JSON ({e})") from None
     if not (isinstance(structure, dict) and structure.get("version") == FORMAT_VERSION
             and "tree" in structure):
-        raise _error(path, f"__metadata__[{METADATA_KEY!r}] is not a version {FORMAT_VERSION} "
+        raise error(path, f"__metadata__[{METADATA_KEY!r}] is not a version {FORMAT_VERSION} "
                      "tinygen structure")
     used = set()
 
@@ -422,7 +195,7 @@ def _rebuild(path, text, arrays, device):
         tag, value = next(iter(node.items())) if len(node) == 1 else (None, None)
         if tag in ("__tensor__", "__array__"):
             if not isinstance(value, str) or value not in arrays:
-                raise _error(path, f"the structure refers to tensor {reprlib.repr(value)}, "
+                raise error(path, f"the structure refers to tensor {reprlib.repr(value)}, "
                              "which is not in the file")
             used.add(value)
             array = to_device(arrays[value], device)
@@ -431,18 +204,16 @@ def _rebuild(path, text, arrays, device):
                 isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (str, int))
                 for pair in value):
             return {key: decode(item) for key, item in value}
-        raise _error(path, f"unexpected entry {reprlib.repr(sorted(node))} in the structure "
+        raise error(path, f"unexpected entry {reprlib.repr(sorted(node))} in the structure "
                      f"(expected one of {', '.join(TAGS)} alone)")
 
     try:
         obj = decode(structure["tree"])
     except RecursionError:
-        raise _error(path, "the structure is nested too deeply") from None
+        raise error(path, "the structure is nested too deeply") from None
     if used != arrays.keys():
         unused = reprlib.repr(sorted(arrays.keys() - used))
-        raise _error(path, f"tensors {unused} are in the file but not in the structure")
+        raise error(path, f"tensors {unused} are in the file but not in the structure")
     return obj
 
 
-def _error(path, what):
-    return CheckpointError(f"cannot load {path!r}: {what}")

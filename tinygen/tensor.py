@@ -5,9 +5,10 @@ one-line composition of them (micrograd style: micrograd writes `a - b` as `a + 
 `var` is `mean((x - mean x)²)`). A tensor made by an op that involved a tensor with
 `requires_grad=True` remembers that op in `_ctx`; `backward()` walks those links.
 
-This file holds the core (data, autograd, conversion, operators and dtype promotion); the
-method families are written out in mixin classes: `tensor_math.py` (elementwise math),
-`tensor_reduce.py` (reductions, scans, orderings), `tensor_shape.py` (shape and indexing).
+This file holds the core (data, autograd, operators and dtype promotion); the method
+families are written out in mixin classes: `tensor_convert.py` (to NumPy, devices, dtypes),
+`tensor_math.py` (elementwise math), `tensor_reduce.py` (reductions, scans, orderings),
+`tensor_shape.py` (shape and indexing).
 
 Dtype promotion follows PyTorch: the rules are in `tinygen/dtypes.py`.
 """
@@ -17,14 +18,15 @@ import numpy as np
 from tinygen import ops
 from tinygen.autograd import HookHandle
 from tinygen.autograd import backward as _run_backward
-from tinygen.backend import check_device, device_of, get_array_module, to_device, to_numpy
+from tinygen.backend import device_of, get_array_module, to_device, to_numpy
 from tinygen.dtypes import promote_types
+from tinygen.tensor_convert import ConversionMethods
 from tinygen.tensor_math import ElementwiseMethods
 from tinygen.tensor_reduce import ReductionMethods
 from tinygen.tensor_shape import ShapeMethods
 
 
-class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
+class Tensor(ConversionMethods, ElementwiseMethods, ReductionMethods, ShapeMethods):
     # _post_accumulate_grad_hooks stays unset (no cost per op) until a hook is registered
     __slots__ = ("__weakref__", "_ctx", "_post_accumulate_grad_hooks", "_retain_grad", "data",
                  "grad", "requires_grad")
@@ -148,71 +150,6 @@ class Tensor(ElementwiseMethods, ReductionMethods, ShapeMethods):
 
     def zero_grad(self):
         self.grad = None
-
-    # ---- conversion -----------------------------------------------------------------
-    def numpy(self):
-        """The values as a NumPy array (copied from the GPU if needed; no graph)."""
-        return to_numpy(self.data)
-
-    def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item: only one-element tensors convert to a Python number, "
-                             f"this one has shape {self.shape}")
-        return to_numpy(self.data.reshape(())).item()  # to_numpy: pending index checks
-
-    def tolist(self):
-        return to_numpy(self.data).tolist()
-
-    def to(self, device=None, dtype=None):
-        """Move to "cpu"/"cuda" and/or cast; a differentiable copy (or self if nothing changes).
-        As in PyTorch the first argument may be a dtype (`x.to(tg.float64)`) or a tensor
-        whose dtype and device to take."""
-        if isinstance(device, Tensor):
-            device, dtype = device.device, device.dtype
-        elif device is not None and not isinstance(device, str):
-            device, dtype = None, device
-        out = self
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            if np.dtype(dtype).kind not in "fc":  # integers carry no gradient
-                out = Tensor._make(self.data.astype(dtype), None)
-            else:
-                out = ops.Cast.apply(out, dtype=np.dtype(dtype))
-        if device is not None and check_device(device) != self.device:
-            out = ops.ToDevice.apply(out, device=device)
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self):
-        return self.to("cuda")
-
-    def float(self):
-        return self.to(dtype=np.float32)
-
-    def double(self):
-        return self.to(dtype=np.float64)
-
-    def long(self):
-        return self.to(dtype=np.int64)
-
-    def int(self):
-        return self.to(dtype=np.int32)
-
-    def bool(self):
-        return self.to(dtype=np.bool_)
-
-    def type_as(self, other):
-        return self.to(dtype=other.dtype)
-
-    def contiguous(self):
-        """A no-op view, as for an already contiguous PyTorch tensor (ops copy as needed)."""
-        return self
-
-    def is_floating_point(self):
-        return self.data.dtype.kind == "f"
-
-    astype = to
 
     # ---- dtype promotion (PyTorch's rules: tinygen/dtypes.py) ----------------------------
     def _pair(self, other):

@@ -104,15 +104,12 @@ class ReductionMethods:
         return out if keepdims else out.squeeze(axis) if axis is not None else out.reshape(())
 
     def norm(self, p=2, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        """The vector p-norm (p = 2, 1, inf or any positive number) over `axis` (all axes
-        when None), as torch.linalg.vector_norm."""
+        """The vector p-norm over `axis` (all axes when None): tg.linalg.vector_norm ("fro"
+        is p = 2, as in PyTorch's Tensor.norm)."""
+        from tinygen.linalg import vector_norm  # linalg builds on Tensor: imported late
+
         axis, keepdims = _axis_alias(axis, keepdims, dim, keepdim)
-        a = self._float().abs()
-        if p == math.inf:
-            return a.max(axis, keepdims)
-        if p == 2:
-            return (a * a).sum(axis, keepdims).sqrt()
-        return (a ** p).sum(axis, keepdims) ** (1 / p)
+        return vector_norm(self, 2 if p == "fro" else p, axis, keepdims)
 
     def softmax(self, axis=-1, *, dim=None):
         return ops.Softmax.apply(self._float(), axis=axis if dim is None else dim)

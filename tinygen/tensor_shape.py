@@ -82,6 +82,11 @@ class ShapeMethods:
                              f"of a tensor of shape {self.shape}")
         return ops.Permute.apply(self, axes=axes)
 
+    @property
+    def mT(self):
+        """The matrix transpose of the last two axes (batched), as torch's Tensor.mT."""
+        return self.transpose(-2, -1)
+
     def transpose(self, axis0=-2, axis1=-1):
         axes = list(range(self.ndim))
         a, b = self._axis(axis0, "transpose"), self._axis(axis1, "transpose")
@@ -269,13 +274,15 @@ class ShapeMethods:
                                     axis=self._axis(dim, "scatter_add"))
 
     def scatter_reduce(self, dim, index, src, reduce, *, include_self=True):
-        """torch.scatter_reduce with reduce "sum", "mean", "amax" or "amin"."""
-        if reduce not in ("sum", "mean", "amax", "amin"):
-            raise ValueError(f"scatter_reduce: reduce must be 'sum', 'mean', 'amax' or "
-                             f"'amin', got {reduce!r}")
+        """torch.scatter_reduce with reduce "sum", "prod", "mean", "amax" or "amin"."""
+        if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+            raise ValueError(f"scatter_reduce: reduce must be 'sum', 'prod', 'mean', 'amax' "
+                             f"or 'amin', got {reduce!r}")
         a, b = self._pair(src)
         index = self._index_arg(index, "scatter_reduce")
         axis = self._axis(dim, "scatter_reduce")
+        if reduce == "prod":
+            return ops.ScatterProd.apply(a, b, index=index, axis=axis, include_self=include_self)
         if reduce in ("amax", "amin"):
             sign = 1 if reduce == "amax" else -1  # amin(x) = −amax(−x)
             base = a * sign

@@ -25,6 +25,7 @@ ap.add_argument("--save_at", type=int, default=-1)    # write a checkpoint after
 ap.add_argument("--ckpt", default="")
 ap.add_argument("--resume", action="store_true")
 ap.add_argument("--fail_rank", type=int, default=-1)  # this rank raises at step 1
+ap.add_argument("--optimizer_first", action="store_true")  # optimizer built before DDP
 args = ap.parse_args()
 
 dist.init_process_group()
@@ -34,8 +35,12 @@ rng = np.random.default_rng(7)
 data = np.random.default_rng(3).integers(0, 40, size=5000).astype(np.int64)
 model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=40,
                       dropout=0.0, bias=True))
+if args.optimizer_first:  # as demos/gpt.py: DDP's buckets are slices of its flat buffers
+    optimizer = model.configure_optimizers(0.1, 3e-3, (0.9, 0.99))
 ddp = dist.DistributedDataParallel(model, bucket_cap_mb=0.01)  # several buckets
-optimizer = model.configure_optimizers(0.1, 3e-3, (0.9, 0.99))
+if not args.optimizer_first:
+    optimizer = model.configure_optimizers(0.1, 3e-3, (0.9, 0.99))
+assert all((b.views is not None) == args.optimizer_first for b in ddp.buckets)
 if args.zero1:
     optimizer = dist.ZeroRedundancyOptimizer(optimizer.param_groups, type(optimizer),
                                              **optimizer.defaults)

@@ -6,7 +6,8 @@ GPT-2 (Radford et al. 2019, section 2.2; OpenAI's `encoder.py`) encodes text in 
   2. write each chunk as UTF-8 bytes, one token per byte;
   3. merge adjacent tokens, always the pair whose merge was learned first (lowest rank),
      until no learned pair is left. The chunk's tokens never depend on its neighbours, so
-     each distinct chunk is merged once and cached (as tiktoken and Hugging Face do).
+     each distinct chunk is merged once and cached (as tiktoken and Hugging Face do), and a
+     chunk that is itself a token is that token, unmerged (tiktoken's shortcut).
 
 The files: `vocab.json` (HF) / `encoder.json` (OpenAI) maps each token to its id, the token
 written with `bytes_to_unicode` (every byte as a printable character: "Ġ" is the space);
@@ -19,7 +20,7 @@ import json
 import os
 import re
 import unicodedata
-from itertools import accumulate, chain, pairwise
+from itertools import accumulate, chain, pairwise, repeat
 
 ENDOFTEXT = "<|endoftext|>"
 FILES = {"hf": ("vocab.json", "merges.txt"), "openai": ("encoder.json", "vocab.bpe")}
@@ -129,15 +130,18 @@ class GPT2Tokenizer:
         if missing:
             raise ValueError(f"GPT2Tokenizer: the vocabulary lacks byte tokens {missing[:5]}")
         self.byte_ids = [self.encoder[byte_char[b]] for b in range(256)]  # byte -> id
+        self.token_ids = {b: i for i, b in self.decoder.items() if i not in specials.values()}
         self.merges = list(merges)
-        self.ranks = {}  # (id, id) -> (rank, merged id)
+        self.ranks = {}  # (id, id) -> rank: its merge's line in merges.txt
+        self.merged = []  # rank -> the id that merge makes
         for rank, (a, b) in enumerate(self.merges):
             for t in (a, b, a + b):
                 if t not in self.encoder:
                     raise ValueError(f"GPT2Tokenizer: merge {rank} {a!r} {b!r} needs token "
                                      f"{t!r}, which is not in the vocabulary")
-            self.ranks.setdefault((self.encoder[a], self.encoder[b]),
-                                  (rank, self.encoder[a + b]))
+            self.ranks.setdefault((self.encoder[a], self.encoder[b]), rank)
+            self.merged.append(self.encoder[a + b])
+        self.no_merge = len(self.merges)  # the rank of a pair that is not a merge
         self._cache = {}
 
     @property
@@ -150,18 +154,28 @@ class GPT2Tokenizer:
 
     # ---- encoding ---------------------------------------------------------------------
     def _bpe(self, chunk):
-        """Step 3 for one chunk: merge the lowest-ranked pair everywhere, until none is left."""
-        ids = [self.byte_ids[b] for b in chunk.encode("utf-8")]
-        ranks, none = self.ranks, (float("inf"), None)
+        """Step 3 for one chunk: merge the lowest-ranked pair everywhere, until none is left.
+        Each round looks up every adjacent pair's rank and finds the lowest with C-level
+        builtins (map, min, index): a word of n bytes costs n rounds of n lookups, with no
+        Python loop over pairs; only a pair that occurs twice merges in a Python loop."""
+        raw = chunk.encode("utf-8")
+        if raw in self.token_ids:  # a whole token: tiktoken emits it without merging
+            return [self.token_ids[raw]]
+        ids = list(map(self.byte_ids.__getitem__, raw))
+        get, merged, none = self.ranks.get, self.merged, self.no_merge
         while len(ids) > 1:
-            pair = min(pairwise(ids), key=lambda p: ranks.get(p, none)[0])
-            if pair not in ranks:
+            ranks = list(map(get, pairwise(ids), repeat(none)))  # rank of (ids[i], ids[i+1])
+            best = min(ranks)
+            if best == none:
                 break
-            a, b = pair
-            new, out, i, n = ranks[pair][1], [], 0, len(ids)
+            if ranks.count(best) == 1:
+                i = ranks.index(best)
+                ids[i:i + 2] = (merged[best],)
+                continue
+            out, i, n = [], 0, len(ids)  # left to right, so "a a a" -> "aa a"
             while i < n:
-                if i < n - 1 and ids[i] == a and ids[i + 1] == b:
-                    out.append(new)
+                if i < n - 1 and ranks[i] == best:
+                    out.append(merged[best])
                     i += 2
                 else:
                     out.append(ids[i])

@@ -14,8 +14,9 @@ from tinygen.distributed.collectives import (
     reduce_scatter,
     reduce_scatter_tensor,
 )
-from tinygen.distributed.data import local_batch
+from tinygen.distributed.data import local_batch, local_share
 from tinygen.distributed.ddp import DistributedDataParallel
+from tinygen.distributed.functional import all_gather_rows
 from tinygen.distributed.process_group import (
     barrier,
     destroy_process_group,
@@ -25,14 +26,17 @@ from tinygen.distributed.process_group import (
     init_process_group,
     is_initialized,
     is_main_process,
+    launcher_env,
     launcher_world_size,
 )
+from tinygen.distributed.sync_batchnorm import SyncBatchNorm
 from tinygen.distributed.zero import ZeroRedundancyOptimizer
 
 __all__ = [
-    "DistributedDataParallel", "ReduceOp", "ZeroRedundancyOptimizer", "all_gather",
-    "all_gather_into_tensor", "all_reduce", "barrier", "broadcast", "destroy_process_group",
-    "get_local_rank", "get_rank", "get_world_size", "init_process_group", "is_initialized",
-    "is_main_process", "launcher_world_size", "local_batch", "reduce_scatter",
-    "reduce_scatter_tensor", "save_checkpoint",
+    "DistributedDataParallel", "ReduceOp", "SyncBatchNorm", "ZeroRedundancyOptimizer",
+    "all_gather", "all_gather_into_tensor", "all_gather_rows", "all_reduce", "barrier",
+    "broadcast", "destroy_process_group", "get_local_rank", "get_rank", "get_world_size",
+    "init_process_group", "is_initialized", "is_main_process", "launcher_env",
+    "launcher_world_size", "local_batch", "local_share", "reduce_scatter", "reduce_scatter_tensor",
+    "save_checkpoint",
 ]

@@ -18,3 +18,16 @@ def local_batch(array, micro_step=0, grad_accum=1):
     n = B // parts
     start = (micro_step * g.world_size + g.rank) * n  # micro-batch first, then rank
     return array[start:start + n]
+
+
+def local_share(array):
+    """This rank's rows of a global batch [B, ...] that need not split evenly (the last
+    batch of an epoch), in N contiguous runs of B/N rows rounded, and the weight n_r·N/B that makes the
+    ranks' average of `weight × (mean loss over rank r's rows)` — what DDP's gradient
+    average computes — the mean over all B rows: scale the loss by it before backward."""
+    g = group()
+    B, N = array.shape[0], g.world_size
+    if B < N:
+        raise ValueError(f"local_share: a batch of {B} rows cannot give each of {N} ranks a row")
+    lo, hi = g.rank * B // N, (g.rank + 1) * B // N  # contiguous, sizes differ by at most 1
+    return array[lo:hi], (hi - lo) * N / B

@@ -7,6 +7,10 @@ they are ordered with the kernels before and after them and the host does not wa
 
 Without NCCL (a CuPy built without it, or the CPU test suite's emulator) device arrays
 take StagedTransport: host copies over MPI.
+
+Not verified: NCCLTransport has never run (no GPU machine yet; docs/gpu.md, "What has run
+where" in docs/distributed.md). The test suite covers the logic around it through the
+staged path; the calls below follow CuPy's documented NcclCommunicator signatures.
 """
 
 import numpy as np
@@ -38,6 +42,9 @@ def device_transport(g):
 
 
 class NCCLTransport:
+    """Device arrays over NCCL, one communicator per process group. Unverified: it has not
+    run on a GPU yet (see the module docstring)."""
+
     def __init__(self, comm, nccl):
         uid = nccl.get_unique_id() if comm.Get_rank() == 0 else None
         uid = comm.bcast(uid, root=0)  # a small tuple of bytes: pickled bcast is fine

@@ -19,13 +19,13 @@ import numpy as np
 
 from tinygen import nn, optim
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.backend import get_array_module, to_device
 from tinygen.creation import as_tensor
 from tinygen.data.images import iterate_minibatches
 from tinygen.nn import functional as F
 from tinygen.random import manual_seed
 from tinygen.serialization import load, save
-from tinygen.tensor import Tensor
+from tinygen.tensor import Tensor, cat, stack
 
 CONFIDENCE = 0.9  # a sample is "confident" when its top class probability is >= this
 MIN_COUNT = 10    # a class is "covered" when at least this many confident samples land in it
@@ -73,31 +73,32 @@ class ConvClassifier(nn.Module):
 
 @no_grad()
 def predict_proba(classifier, images, batch_size=500):
-    """Class probabilities [N, K] (a Tensor on the CPU) of images [N, C, S, S] in [0, 1];
-    for a classifier with several heads, a list with one [N, K_h] Tensor per head."""
-    images = as_tensor(images).data
+    """Class probabilities [N, K] of images [N, C, S, S] in [0, 1] (a Tensor or array), a
+    Tensor on the classifier's device; for a classifier with several heads, a list with one
+    [N, K_h] Tensor per head."""
     device = next(iter(classifier.parameters())).device  # the images go where the model is
     with classifier.evaluating():
-        logits = [classifier(Tensor(images[i:i + batch_size], device=device))
+        logits = [classifier(as_tensor(images[i:i + batch_size], device=device))
                   for i in range(0, len(images), batch_size)]
     per_batch = [classifier.split_heads(lg) for lg in logits]          # batches x heads
-    heads = [Tensor(np.concatenate([to_numpy(h.softmax(-1).data) for h in per_head]))
-             for per_head in zip(*per_batch)]
+    heads = [cat([h.softmax(-1) for h in per_head]) for per_head in zip(*per_batch)]
     return heads[0] if len(heads) == 1 else heads
 
 
 def predict(classifier, images):
-    """The most likely class, an int Tensor [N] (one head) or [N, heads]."""
+    """The most likely class, an int Tensor [N] (one head) or [N, heads], on the
+    classifier's device."""
     probs = predict_proba(classifier, images)
     if isinstance(probs, list):
-        return Tensor(np.stack([p.numpy().argmax(-1) for p in probs], axis=1))
-    return Tensor(probs.numpy().argmax(-1))
+        return stack([p.argmax(-1) for p in probs], axis=1)
+    return probs.argmax(-1)
 
 
 def accuracy(classifier, images, labels):
     """Share of images whose most likely class is the label (every head right, with heads)."""
-    right = predict(classifier, images).numpy() == as_tensor(labels).numpy()
-    return float(right.reshape(len(right), -1).all(axis=1).mean())
+    predicted = predict(classifier, images)
+    right = predicted == as_tensor(labels, device=predicted.device).reshape(predicted.shape)
+    return right.reshape(len(right), -1).all(axis=1).float().mean().item()
 
 
 def train_classifier(images, labels, n_classes=10, epochs=10, batch_size=128, lr=1e-3, seed=0,
@@ -112,7 +113,7 @@ def train_classifier(images, labels, n_classes=10, epochs=10, batch_size=128, lr
     rng = np.random.default_rng(seed)  # the order of the minibatches
     model = ConvClassifier(n_classes, channels=images.shape[1], width=width,
                            image_size=images.shape[-1]).to(device)
-    images, labels = to_device(np.asarray(images), device), to_device(np.asarray(labels), device)
+    images, labels = as_tensor(images, device=device).data, as_tensor(labels, device=device).data
     opt = optim.Adam(model.parameters(), lr=lr)
     step, n_steps = 0, epochs * -(-len(images) // batch_size)
     for epoch in range(epochs):

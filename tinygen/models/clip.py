@@ -321,78 +321,81 @@ def train_clip(model, data, tokenizer, *, max_iters, batch_size=128, learning_ra
             "iters": iters, "seconds": train_time, "optimizer": optimizer, "losses": losses}
 
 
-# ---- evaluation -----------------------------------------------------------------------------
+# ---- evaluation: Tensors on the model's device; only metrics and captions come to the host --
 @no_grad()
 def embed_images(model, images, batch_size=500):
-    """image_embeds [N, D] of images [N, 3, S, S], a Tensor on the CPU (eval mode, in
-    batches)."""
+    """image_embeds [N, D] of images [N, 3, S, S] (a Tensor or array), a Tensor on the
+    model's device (eval mode, in batches)."""
     with model.evaluating():
-        out = [to_numpy(model.encode_image(images[i:i + batch_size]).data)
-               for i in range(0, len(images), batch_size)]
-    return Tensor(np.concatenate(out))
+        return cat([model.encode_image(images[i:i + batch_size])
+                    for i in range(0, len(images), batch_size)])
 
 
 @no_grad()
 def embed_texts(model, tokenizer, texts, batch_size=500):
-    """text_embeds [N, D] of a list of N strings, a Tensor on the CPU."""
+    """text_embeds [N, D] of a list of N strings, a Tensor on the model's device."""
     out = []
     with model.evaluating():
         for i in range(0, len(texts), batch_size):
             ids, eot = tokenizer.encode_batch(texts[i:i + batch_size],
                                               model.config.context_length)
-            out.append(to_numpy(model.encode_text(ids, eot).data))
-    return Tensor(np.concatenate(out))
+            out.append(model.encode_text(ids, eot))
+    return cat(out)
 
 
+@no_grad()
 def zero_shot_classifier(model, tokenizer, class_prompts):
     """One unit vector per class [K, D] from K lists of prompts: the mean of the prompts'
-    text_embeds, renormalised (CLIP's prompt ensembling, Section 3.1.4). A Tensor [K, D]."""
-    classes = []
-    for prompts in class_prompts:
-        mean = embed_texts(model, tokenizer, list(prompts)).numpy().mean(axis=0)
-        classes.append(mean / np.linalg.norm(mean))
-    return Tensor(np.stack(classes))
+    text_embeds, renormalised (CLIP's prompt ensembling, Section 3.1.4). A Tensor [K, D] on
+    the model's device."""
+    means = [embed_texts(model, tokenizer, list(prompts)).mean(axis=0)
+             for prompts in class_prompts]
+    return normalize(stack(means))
 
 
+def _scale(logit_scale):
+    return math.exp(as_tensor(logit_scale).item())   # a float or a 0-d/[1] Tensor
+
+
+@no_grad()
 def zero_shot_marginal(image_embeds, caption_embeds, caption_class, n_classes, logit_scale):
     """Class probabilities [N, n_classes] from a softmax over every candidate caption [K, D]
     at the model's temperature, each class collecting the probability of its captions
     (caption_class [K] int): attributes a class does not name are summed out, not averaged
-    into one prompt. Embeddings are Tensors (or arrays); returns a Tensor."""
-    image_embeds, caption_embeds, caption_class = (
-        as_tensor(x).numpy() for x in (image_embeds, caption_embeds, caption_class))
-    logits = math.exp(logit_scale) * (image_embeds @ caption_embeds.T)  # [N, K]
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    onehot = np.eye(n_classes, dtype=probs.dtype)[caption_class]        # [K, n_classes]
-    return Tensor(probs @ onehot)
+    into one prompt. Embeddings are Tensors (or arrays); returns a Tensor on the device of
+    image_embeds."""
+    image_embeds = as_tensor(image_embeds)
+    caption_embeds = as_tensor(caption_embeds, like=image_embeds)
+    caption_class = as_tensor(caption_class, device=image_embeds.device).data
+    probs = (_scale(logit_scale) * (image_embeds @ caption_embeds.T)).softmax(axis=1)  # [N, K]
+    onehot = get_array_module(caption_class).eye(n_classes, dtype=probs.dtype)[caption_class]
+    return probs @ Tensor(onehot)                                       # [K, n_classes]
 
 
 def zero_shot_predict(image_embeds, class_embeds):
     """The class whose embedding is nearest (largest cosine) to each image: an int Tensor
-    [N]."""
-    image_embeds, class_embeds = as_tensor(image_embeds).numpy(), as_tensor(class_embeds).numpy()
-    return Tensor((image_embeds @ class_embeds.T).argmax(axis=1))
+    [N] on the device of image_embeds."""
+    image_embeds = as_tensor(image_embeds)
+    return (image_embeds @ as_tensor(class_embeds, like=image_embeds).T).argmax(axis=1)
 
 
 def retrieval_recall_at_1(image_embeds, text_embeds):
-    """R@1 for N matching pairs (row i of each belongs together):
+    """R@1 for N matching pairs (row i of each belongs together), two floats:
     (image -> text: the nearest text is its own, text -> image: the nearest image is its own)."""
-    image_embeds, text_embeds = as_tensor(image_embeds).numpy(), as_tensor(text_embeds).numpy()
-    sim = image_embeds @ text_embeds.T                                 # [N, N]
-    target = np.arange(len(sim))
-    return float((sim.argmax(axis=1) == target).mean()), float((sim.argmax(axis=0) == target)
-                                                               .mean())
+    image_embeds = as_tensor(image_embeds)
+    sim = (image_embeds @ as_tensor(text_embeds, like=image_embeds).T).data    # [N, N]
+    xp = get_array_module(sim)
+    target = xp.arange(len(sim))
+    hits = xp.stack([(sim.argmax(axis=a) == target).mean() for a in (1, 0)])
+    return tuple(to_numpy(hits).tolist())                                   # one read
 
 
 def caption_by_retrieval(image_embeds, caption_embeds, captions, logit_scale, k=3):
     """Captioning without a decoder: the k captions nearest to each image, with their
     probabilities under softmax(exp(logit_scale) * cosine) over all candidates.
     Returns a list (one per image) of k (caption, probability) pairs."""
-    image_embeds = as_tensor(image_embeds).numpy()
-    caption_embeds = as_tensor(caption_embeds).numpy()
-    logits = math.exp(logit_scale) * (image_embeds @ caption_embeds.T)  # [N, K]
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    image_embeds = as_tensor(image_embeds)
+    logits = _scale(logit_scale) * (image_embeds @ as_tensor(caption_embeds, like=image_embeds).T)
+    probs = logits.softmax(axis=1).numpy()                                   # [N, K]
     top = np.argsort(-probs, axis=1)[:, :k]
     return [[(captions[j], float(probs[i, j])) for j in row] for i, row in enumerate(top)]

@@ -210,7 +210,7 @@ def r1_penalty(input_grad):
     return (input_grad**2).sum(axis=0).mean()
 
 
-def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0):
+def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0, z=None):
     """One round of the game on a batch of data `real` [B, ...]: a D step, then a G step
     (Goodfellow et al. 2014, Algorithm 1, with k = 1). Returns (d_loss, g_loss) as detached
     0-d tensors on the batch's device: no host sync here; `.item()` them at log time.
@@ -219,10 +219,10 @@ def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0):
     differentiates through D with D's weights frozen: their gradients would go unused, and
     skipping them saves about a third of D's backward pass. With r1_gamma > 0, D's loss
     gains r1_gamma / 2 * `r1_penalty` (MLP discriminators only); d_loss includes it.
+    z [B, Z]: G's noise (None: drawn here; data parallel passes its rows of the global batch's).
     """
     d_loss_fn, g_loss_fn = LOSSES[loss]
-    B = real.shape[0]
-    fake = G(noise(B, G.z_dim, real.device))
+    fake = G(noise(real.shape[0], G.z_dim, real.device) if z is None else z)
     if r1_gamma:
         real_logits, input_grad = D.forward_with_input_grad(real)
         d_loss = (d_loss_fn(real_logits, D(fake.detach()))
@@ -233,11 +233,11 @@ def train_step(G, D, opt_g, opt_d, real, loss="nonsaturating", r1_gamma=0.0):
     d_loss.backward()
     opt_d.step()
 
-    _set_requires_grad(D, False)
+    _set_requires_grad(D, False)  # until after backward: the engine reads it then
     g_loss = g_loss_fn(D(fake))
-    _set_requires_grad(D, True)
     opt_g.zero_grad()
     g_loss.backward()
+    _set_requires_grad(D, True)
     opt_g.step()
     return d_loss.detach(), g_loss.detach()
 

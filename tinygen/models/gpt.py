@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from tinygen import nn
-from tinygen.autograd import no_grad
+from tinygen.autograd import is_grad_enabled, no_grad
 from tinygen.backend import get_array_module
 from tinygen.checks import check_divisible, check_positive, check_probability
 from tinygen.creation import as_tensor
@@ -21,6 +21,38 @@ from tinygen.optim.groups import configure_optimizers
 from tinygen.tensor import Tensor, cat
 
 __all__ = ["GPT", "GPTConfig", "sample"]  # sample lives in models/sampling.py
+
+
+def kv_append(cache, k, v):
+    """Append this step's keys and values k, v [B, nh, T, hs] to one layer's KV cache (a
+    dict) and return all of them so far, [B, nh, t + T, hs]; cache["k"], cache["v"] hold
+    them. Under no_grad (generation) they are written into buffers that double in length
+    when full, as a Python list grows, so a step copies only its own T keys; concatenating
+    copies the whole past every step (O(t²) over a sequence of t). With gradients on,
+    concatenation, which autograd follows."""
+    if is_grad_enabled():
+        if "k" in cache:
+            k, v = cat([cache["k"], k], axis=2), cat([cache["v"], v], axis=2)
+        cache.pop("k_buffer", None), cache.pop("v_buffer", None)  # no longer what "k" holds
+    else:
+        t, T = (cache["k"].shape[2] if "k" in cache else 0), k.shape[2]
+        if "k_buffer" not in cache or t + T > cache["k_buffer"].shape[2]:
+            grow(cache, k.data, t, max(64, 2 * (t + T)))
+        kb, vb = cache["k_buffer"], cache["v_buffer"]             # [B, nh, capacity, hs]
+        kb[:, :, t:t + T], vb[:, :, t:t + T] = k.data, v.data
+        k, v = Tensor(kb[:, :, :t + T]), Tensor(vb[:, :, :t + T])
+    cache["k"], cache["v"] = k, v
+    return k, v
+
+
+def grow(cache, k, t, length):
+    """New cache buffers [B, nh, length, hs] holding the t keys and values cached so far."""
+    B, nh, _, hs = k.shape
+    for name in ("k", "v"):
+        buffer = get_array_module(k).empty((B, nh, length, hs), k.dtype)
+        if t:
+            buffer[:, :, :t] = cache[name].data
+        cache[name + "_buffer"] = buffer
 
 
 class CausalSelfAttention(nn.Module):
@@ -44,10 +76,9 @@ class CausalSelfAttention(nn.Module):
             start = 0 if cache is None or "k" not in cache else cache["k"].shape[2]
             q, k = (apply_rope(t, start, self.rope_base) for t in (q, k))
         if cache is not None:  # generation: append this step's keys/values to the past ones
-            if "k" in cache:
-                k, v = cat([cache["k"], k], axis=2), cat([cache["v"], v], axis=2)
-            cache["k"], cache["v"] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal,
+            k, v = kv_append(cache, k, v)
+        # one query after its keys (a cached step) sees them all: no mask to add
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal and T > 1,
                                            training=self.training,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.permute(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
@@ -210,12 +241,13 @@ class GPT(nn.Module):
         return super().load_state_dict(state, strict)
 
     @classmethod
-    def from_pretrained(cls, name_or_path, dropout=None):
+    def from_pretrained(cls, name_or_path, dropout=None, mmap=False):
         """GPT-2 weights from a Hugging Face folder (config.json + model.safetensors, or
-        shards) or, with huggingface_hub installed, a model id ("gpt2"); see gpt2_hf."""
+        shards) or, with huggingface_hub installed, a model id ("gpt2"); see gpt2_hf.
+        mmap=True keeps them in a copy-on-write mapping of the file instead of copying."""
         from tinygen.models import gpt2_hf
 
-        return gpt2_hf.from_pretrained(cls, name_or_path, dropout)
+        return gpt2_hf.from_pretrained(cls, name_or_path, dropout, mmap)
 
     def save_pretrained(self, path):
         """Write the Hugging Face layout that transformers' GPT2LMHeadModel loads."""

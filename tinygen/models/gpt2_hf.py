@@ -11,8 +11,9 @@ causal masks "attn.bias" / "attn.masked_bias" older files carry are buffers, not
 
 Loading builds the model without drawing random initial weights (they would be overwritten;
 transformers' `no_init_weights` does the same), memory-maps each file and copies tensor by
-tensor into the parameters, handing the file's pages back as it goes: the weights are held
-once. Nothing here runs code from the folder: JSON and safetensors are only parsed.
+tensor into the parameters (one block of memory, Conv1D weights in their file layout),
+handing the file's pages back as it goes: the weights are held once. With mmap=True nothing
+is copied: the weights are copy-on-write views of the file. Nothing here runs code from the folder: JSON and safetensors are only parsed.
 """
 
 import contextlib
@@ -26,6 +27,7 @@ from tinygen import nn
 from tinygen.backend import module_for
 from tinygen.data.gpt2_tokenizer import resolve
 from tinygen.nn import layers
+from tinygen.safetensors_format import populated_empty
 from tinygen.serialization import CheckpointError, MappedFile, save
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -140,8 +142,26 @@ def no_init():
         layers._empty = saved_empty
 
 
-def from_pretrained(cls, name_or_path, dropout=None):
-    """A GPT with the weights of a Hugging Face GPT-2 folder or model id (see module doc)."""
+def place_in_one_block(params):
+    """Make every parameter a view of one block of memory mapped in one go
+    (safetensors_format.populated_empty: no page fault per 4 KB while copying). A Conv1D
+    weight keeps the file's [in, out] layout there: the Linear's [out, in] weight is its
+    transposed view, as torch's `.t()` would be, so loading copies bytes without a
+    transpose and x @ W.T reads the block as it lies."""
+    block = populated_empty(sum(p.data.size for p in params.values()), np.float32)
+    start = 0
+    for key, p in params.items():
+        view = block[start:start + p.data.size]
+        p.data = view.reshape(p.shape[::-1]).T if key.endswith(CONV1D) else view.reshape(p.shape)
+        start += p.data.size
+
+
+def from_pretrained(cls, name_or_path, dropout=None, mmap=False):
+    """A GPT with the weights of a Hugging Face GPT-2 folder or model id (see module doc).
+    mmap=True leaves float32 weights in a copy-on-write mapping of the file instead of copying
+    them (MappedFile(copy_on_write=True)): loading reads nothing, the first forward pass
+    reads the pages it needs, a write to a weight copies its page; the file must not be
+    rewritten in place while the model lives."""
     path = resolve(name_or_path, ("config.json", "*.safetensors", INDEX))
     config = gpt_config(path, dropout)
     with no_init():
@@ -149,15 +169,19 @@ def from_pretrained(cls, name_or_path, dropout=None):
     own = dict(model.named_parameters())  # wte.weight is lm_head.weight: listed once
     if "lm_head.weight" in own:
         own["transformer.wte.weight"] = own.pop("lm_head.weight")
-    loaded, lm_head = {}, None
+    wte = own["transformer.wte.weight"]
+    if not mmap:
+        place_in_one_block(own)
+    loaded, lm_head, head = {}, None, None
     for file, names in shard_files(path).items():
         if not os.path.exists(file):
             raise _fail(file, "missing (model.safetensors or a shard named by the index)")
         try:
-            mapped = MappedFile(file)
+            mapped = MappedFile(file, copy_on_write=mmap)
         except CheckpointError as e:
             raise _fail(file, str(e)) from None
-        with mapped:
+        # with mmap=True the mapping stays open for the weights that view it
+        with contextlib.nullcontext(mapped) if mmap else mapped:
             for name in mapped.entries if names is None else names:
                 if name not in mapped.entries:
                     raise _fail(file, f"tensor {name!r}, listed in {INDEX}, is not in it")
@@ -166,7 +190,7 @@ def from_pretrained(cls, name_or_path, dropout=None):
                 if key.endswith(BUFFERS):
                     continue
                 if key == "lm_head.weight":  # a copy of wte in some files; must equal it
-                    lm_head = (file, mapped.array(name).copy())
+                    head = name
                     continue
                 if key not in own:
                     raise _fail(file, f"unexpected tensor {name!r} (not a GPT-2 weight for "
@@ -179,13 +203,24 @@ def from_pretrained(cls, name_or_path, dropout=None):
                 if dtype.kind != "f" or shape != want:
                     raise _fail(file, f"tensor {name!r} is {dtype.name}{list(shape)}, expected "
                                 f"float{list(want)}")
-                mapped.copy_into(name, param.T if key.endswith(CONV1D) else param)
+                if mmap:  # a view of the file's bytes (float16 is converted: a copy)
+                    array = mapped.array(name).astype(np.float32, copy=False)
+                    own[key].data = array.T if key.endswith(CONV1D) else array
+                else:  # a Conv1D weight's .T is its [in, out] block: a contiguous copy
+                    mapped.copy_into(name, param.T if key.endswith(CONV1D) else param)
                 loaded[key] = file
+            if head is not None:  # lm_head.weight is in this file: it must equal wte
+                if "transformer.wte.weight" in loaded:  # compared in place, while mapped
+                    same = bool(np.array_equal(mapped.array(head), wte.data))
+                else:  # wte comes from a later shard: keep a copy until then
+                    same = mapped.array(head).copy()
+                lm_head, head = (file, same), None
     missing = [k for k in own if k not in loaded]
     if missing:
         raise _fail(path, f"missing tensors {', '.join(missing[:8])}"
                     + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
-    if lm_head is not None and not np.array_equal(lm_head[1], own["transformer.wte.weight"].data):
+    if lm_head is not None and not (lm_head[1] if isinstance(lm_head[1], bool)
+                                    else np.array_equal(lm_head[1], wte.data)):
         raise _fail(lm_head[0], "'lm_head.weight' differs from 'wte.weight'; tinygen's GPT "
                     "ties them, so it cannot load an untied head")
     return model

@@ -93,17 +93,18 @@ class VAE(nn.Module):
             raise ValueError(f"{type(self).__name__}: expects images [B, {want[0]}, {want[1]}, "
                              f"{want[2]}], got shape {tuple(x.shape)}")
 
-    def forward(self, x):
+    def forward(self, x, eps=None):
         """Encode, draw one z, decode: (logits [B, C, H, W], mu [B, Z], logvar [B, Z]).
         z is drawn in eval mode too, so a test loss is the same one-sample estimate of the
-        negative ELBO as the training loss (as in PyTorch's example)."""
+        negative ELBO as the training loss (as in PyTorch's example). eps [B, Z]: the
+        noise, drawn here when None."""
         mu, logvar = self.encode(x)
-        z = reparameterize(mu, logvar)
+        z = reparameterize(mu, logvar, eps)
         return self.decode(z), mu, logvar
 
-    def neg_elbo(self, x):
+    def neg_elbo(self, x, eps=None):
         """The training loss: the negative ELBO of a batch x [B, C, H, W], nats per image."""
-        logits, mu, logvar = self(x)
+        logits, mu, logvar = self(x, eps)
         return neg_elbo(logits, x, mu, logvar)
 
     @no_grad()

@@ -21,9 +21,8 @@ from tinygen.nn.activation import (  # noqa: F401
     Softsign,
 )
 from tinygen.nn.batchnorm import BatchNorm1d, BatchNorm2d  # noqa: F401
+from tinygen.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d  # noqa: F401
 from tinygen.nn.layers import (  # noqa: F401
-    Conv2d,
-    ConvTranspose2d,
     Dropout,
     Embedding,
     Flatten,
@@ -49,3 +48,18 @@ from tinygen.nn.loss import (  # noqa: F401
 )
 from tinygen.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential  # noqa: F401
 from tinygen.nn.normalization import GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm  # noqa: F401
+from tinygen.nn.pooling import (  # noqa: F401
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)

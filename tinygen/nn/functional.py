@@ -27,6 +27,12 @@ from tinygen.nn.functional_activation import (  # noqa: F401  (the F namespace)
     softplus,
     softsign,
 )
+from tinygen.nn.functional_conv import (  # noqa: F401
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+)
 from tinygen.nn.functional_loss import (  # noqa: F401
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -42,7 +48,19 @@ from tinygen.nn.functional_loss import (  # noqa: F401
 )
 from tinygen.nn.functional_norm import group_norm, instance_norm, rms_norm  # noqa: F401
 from tinygen.nn.functional_pad import pad  # noqa: F401
-from tinygen.ops.conv import check_conv_args
+from tinygen.nn.functional_pool import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    interpolate,
+    max_pool1d,
+    max_pool2d,
+    pixel_shuffle,
+    pixel_unshuffle,
+)
 from tinygen.random import dropout_generator
 from tinygen.tensor import Tensor
 
@@ -211,23 +229,3 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
         mask = xp.where(m, 0, -xp.inf).astype(q.dtype) if m.dtype == bool else m
     return ops.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask,
                                                scale=scale, dropout=drop)
-
-
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """2-D convolution (cross-correlation, as in PyTorch): x [N, C_in, H, W], weight
-    [C_out, C_in, K_h, K_w], bias [C_out] -> [N, C_out, H_out, W_out] with
-    H_out = (H + 2 padding - K_h) // stride + 1. stride, padding: int or (h, w)."""
-    stride, padding = check_conv_args("conv2d", x, weight, bias, stride, padding)
-    params = (weight,) if bias is None else (weight, bias)
-    return ops.Conv2dFunction.apply(x, *params, stride=stride, padding=padding)
-
-
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
-    """Transposed convolution (the gradient of conv2d with respect to its input, used as
-    an upsampling layer): x [N, C_in, H, W], weight [C_in, C_out, K_h, K_w] ->
-    [N, C_out, (H - 1) stride - 2 padding + K_h + output_padding, ...]."""
-    stride, padding, output_padding = check_conv_args(
-        "conv_transpose2d", x, weight, bias, stride, padding, output_padding)
-    params = (weight,) if bias is None else (weight, bias)
-    return ops.ConvTranspose2dFunction.apply(x, *params, stride=stride, padding=padding,
-                                      output_padding=output_padding)

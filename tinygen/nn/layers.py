@@ -1,4 +1,5 @@
-"""The basic layers: thin Modules that hold parameters and call nn.functional."""
+"""The basic layers: thin Modules that hold parameters and call nn.functional (the
+convolutions are in nn/conv.py)."""
 
 import math
 
@@ -8,7 +9,6 @@ from tinygen.backend import module_for
 from tinygen.nn import functional as F
 from tinygen.nn import init
 from tinygen.nn.module import Module, Parameter
-from tinygen.ops.conv import pair
 
 
 def _empty(*shape, device="cpu"):
@@ -129,59 +129,3 @@ class Unflatten(Module):
     def extra_repr(self):
         return f"{self.dim}, {self.unflattened_size}"
 
-
-class _ConvNd(Module):
-    """Weight and bias of a 2-D (transposed) convolution with PyTorch's default init:
-    kaiming_uniform_(a=√5), i.e. U(±1/√fan_in), and bias U(±1/√fan_in), where fan_in is
-    weight.shape[1] * K_h * K_w. For ConvTranspose2d, whose weight is [C_in, C_out, K_h,
-    K_w], that is C_out * K_h * K_w: PyTorch computes it the same way."""
-
-    def __init__(self, weight_shape, bias, device):
-        self.weight = init.kaiming_uniform_(_empty(*weight_shape, device=device), a=math.sqrt(5))
-        self.bias = None
-        if bias:
-            fan_in = weight_shape[1] * weight_shape[2] * weight_shape[3]
-            bound = 1 / math.sqrt(fan_in)
-            self.bias = init.uniform_(_empty(self.out_channels, device=device), -bound, bound)
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
-
-
-class Conv2d(_ConvNd):
-    """[N, in_channels, H, W] -> [N, out_channels, H_out, W_out];
-    weight [out_channels, in_channels, K_h, K_w]."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 device="cpu"):
-        self.in_channels, self.out_channels = in_channels, out_channels
-        op = "Conv2d"
-        self.kernel_size = pair(kernel_size, "kernel_size", op)
-        self.stride, self.padding = pair(stride, "stride", op), pair(padding, "padding", op)
-        super().__init__((out_channels, in_channels, *self.kernel_size), bias, device)
-
-    def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-
-
-class ConvTranspose2d(_ConvNd):
-    """[N, in_channels, H, W] -> [N, out_channels, (H - 1) stride - 2 padding + K_h +
-    output_padding, ...]; weight [in_channels, out_channels, K_h, K_w] (PyTorch's layout).
-    With kernel 4, stride 2, padding 1 it doubles H and W: DCGAN's upsampling step."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, bias=True, device="cpu"):
-        self.in_channels, self.out_channels = in_channels, out_channels
-        op = "ConvTranspose2d"
-        self.kernel_size = pair(kernel_size, "kernel_size", op)
-        self.stride, self.padding = pair(stride, "stride", op), pair(padding, "padding", op)
-        self.output_padding = pair(output_padding, "output_padding", op)
-        super().__init__((in_channels, out_channels, *self.kernel_size), bias, device)
-
-    def forward(self, x):
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding)
-
-    def extra_repr(self):
-        return super().extra_repr() + f", output_padding={self.output_padding}"

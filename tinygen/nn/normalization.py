@@ -1,11 +1,15 @@
 """Normalisation Modules beyond LayerNorm / BatchNorm: RMSNorm, GroupNorm, InstanceNorm
-(PyTorch's names, arguments and default init: weight 1, bias 0)."""
+(PyTorch's names, arguments and default init: weight 1, bias 0; InstanceNorm's optional
+running statistics as PyTorch keeps them)."""
+
+import math
 
 import numpy as np
 
 from tinygen.backend import module_for
 from tinygen.nn import functional as F
 from tinygen.nn.module import Module, Parameter
+from tinygen.tensor import Tensor
 
 
 def _param(shape, value, device):
@@ -50,28 +54,64 @@ class GroupNorm(Module):
 
 
 class _InstanceNorm(Module):
-    """Each sample's channel normalised over its positions. PyTorch's defaults: affine=False,
-    no running statistics (track_running_stats=True is not implemented)."""
+    """Each sample's channel normalised over its positions (Ulyanov et al. 2016). PyTorch's
+    defaults: affine=False, track_running_stats=False.
+
+    With track_running_stats=True the layer also keeps running_mean and running_var
+    buffers, as PyTorch's does: each training step moves them by `momentum` towards the
+    batch average of the per-instance means and unbiased variances (momentum=None means 0
+    there: no update), and eval mode normalises with them instead of each instance's own
+    statistics. num_batches_tracked is kept for PyTorch's state_dict layout (PyTorch's
+    InstanceNorm never increments it either)."""
 
     spatial = None
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, device="cpu"):
-        if track_running_stats:
-            raise NotImplementedError(f"{type(self).__name__}: track_running_stats=True is "
-                                      f"not implemented (use BatchNorm for running statistics)")
-        self.num_features, self.eps = num_features, eps
+        xp = module_for(device)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = _param((num_features,), 1.0, device) if affine else None
         self.bias = _param((num_features,), 0.0, device) if affine else None
+        stats = (xp.zeros(num_features, dtype=np.float32),
+                 xp.ones(num_features, dtype=np.float32), xp.zeros((), dtype=np.int64))
+        for name, value in zip(("running_mean", "running_var", "num_batches_tracked"), stats):
+            self.register_buffer(name, Tensor(value) if track_running_stats else None)
 
     def forward(self, x):
-        if x.ndim != self.spatial + 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}: expected an input [N, "
-                             f"{self.num_features}, {self.spatial} spatial axes], got {x.shape}")
+        name = type(self).__name__
+        if x.ndim not in (self.spatial + 1, self.spatial + 2) or x.shape[-self.spatial - 1] \
+                != self.num_features:
+            raise ValueError(f"{name}: expected an input [N, {self.num_features}, "
+                             f"{self.spatial} spatial axes] (or without N), got {x.shape}")
+        if x.ndim == self.spatial + 1:                     # unbatched [C, *spatial]
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        use_input_stats = self.training or not self.track_running_stats
+        if use_input_stats and math.prod(x.shape[2:]) == 1:
+            raise ValueError(f"{name}: expected more than 1 spatial element when training, "
+                             f"got input of size {x.shape}")
+        if not use_input_stats:                            # eval with running statistics
+            bshape = (1, self.num_features) + (1,) * self.spatial
+            mean = self.running_mean.reshape(bshape).to(dtype=x.dtype)
+            var = self.running_var.reshape(bshape).to(dtype=x.dtype)
+            out = (x - mean) * (var + self.eps).rsqrt()
+            out = out if self.weight is None else out * self.weight.reshape(bshape)
+            return out if self.bias is None else out + self.bias.reshape(bshape)
+        if self.training and self.track_running_stats:
+            self._update_running_stats(x.data)
         return F.instance_norm(x, self.weight, self.bias, self.eps)
 
+    def _update_running_stats(self, data):
+        """running = (1 - momentum) · running + momentum · batch mean of each instance's
+        mean and unbiased variance over its positions (no graph, no host sync)."""
+        m = 0.0 if self.momentum is None else self.momentum
+        d = data.reshape(data.shape[0], data.shape[1], -1)              # [N, C, L]
+        for buf, stat in ((self.running_mean, d.mean(-1)), (self.running_var, d.var(-1, ddof=1))):
+            buf.data[...] = (1 - m) * buf.data + m * stat.mean(0).astype(buf.dtype)
+
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, affine={self.weight is not None}"
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
 
 
 class InstanceNorm1d(_InstanceNorm):

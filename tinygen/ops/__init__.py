@@ -7,10 +7,11 @@ One file per family, so that "where is the backward of X" is answered by a file 
                       floor, ceil, round, trunc, sign, erf
     activation.py     relu, tanh, sigmoid, gelu, leaky_relu
     matmul.py         matmul
+    linalg.py         det, inv, solve, cholesky, qr, eigh, svd (tinygen.linalg)
     linear.py         linear (x Wᵀ + b)
     reduce.py         sum, mean, max, min, prod, softmax, log_softmax
     scan.py           cumsum, cumprod
-    indexing.py       gather, scatter, scatter_add, scatter_reduce (amax/amin)
+    indexing.py       gather, scatter, scatter_add, scatter_reduce (amax/amin, prod)
     einsum.py         einsum
     movement.py       reshape, permute, expand, getitem, cat, to-device
     normalization.py  layer_norm, batch_norm
@@ -18,7 +19,10 @@ One file per family, so that "where is the backward of X" is answered by a file 
     loss.py           cross_entropy
     embedding.py      embedding
     dropout.py        dropout
-    conv.py           conv2d, conv_transpose2d (im2col / col2im)
+    conv.py           conv2d, conv_transpose2d (groups, dilation; conv1d as a height-1 conv2d)
+    im2col.py         im2col (one gather) and col2im, the columns conv.py multiplies
+    pooling.py        max / average / adaptive pooling, resampling (window gathers);
+                      resize.py builds interpolation's windows
 
 Everything else in tinygen (Tensor methods, nn.functional) composes these, so a new
 composite needs no backward of its own. Forward and backward take and return raw arrays.
@@ -68,11 +72,19 @@ from tinygen.ops.elementwise import (  # noqa: F401
     Where,
 )
 from tinygen.ops.embedding import EmbeddingFunction  # noqa: F401
-from tinygen.ops.indexing import Gather, Scatter, ScatterAdd, ScatterMax  # noqa: F401
+from tinygen.ops.indexing import (  # noqa: F401
+    Gather,
+    Scatter,
+    ScatterAdd,
+    ScatterMax,
+    ScatterProd,
+)
+from tinygen.ops.linalg import QR, SVD, Cholesky, Det, Eigh, Inv, Solve  # noqa: F401
 from tinygen.ops.linear import LinearFunction  # noqa: F401
 from tinygen.ops.loss import CrossEntropy  # noqa: F401
 from tinygen.ops.matmul import MatMul  # noqa: F401
 from tinygen.ops.movement import Cat, Expand, GetItem, Permute, Reshape, ToDevice  # noqa: F401
 from tinygen.ops.normalization import BatchNormFunction, LayerNormFunction  # noqa: F401
+from tinygen.ops.pooling import MaxPoolFunction, WindowSumFunction  # noqa: F401
 from tinygen.ops.reduce import LogSoftmax, Max, Mean, Min, Prod, Softmax, Sum  # noqa: F401
 from tinygen.ops.scan import Cumprod, Cumsum  # noqa: F401

@@ -4,7 +4,8 @@
 // tinygen's batch-last rows [C, H, W, N] (sN = 1) without a transposing copy first.
 // cols is [C*Kh*Kw, Ho*Wo*N] row-major, i.e. [C, Kh, Kw, Ho, Wo, N]:
 //   cols[(c, a, b), (i, j, n)] = image[c, a + Sh*i - Ph, b + Sw*j - Pw, n], 0 in the padding,
-// the layout of the reference im2col/col2im in tinygen/nn/conv.py (moving to ops/conv.py).
+// the layout of the reference im2col/col2im in tinygen/ops/im2col.py (which adds dilation;
+// this kernel has none).
 
 // One thread per element of cols, n fastest: consecutive threads write consecutive floats,
 // and read consecutive images of one pixel (contiguous when sN = 1, strided for NCHW).

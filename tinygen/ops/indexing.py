@@ -101,3 +101,66 @@ class ScatterMax(Function):
             part = share[self.where] * self.src_wins
             gsrc[tuple(slice(0, n) for n in part.shape)] = part
         return share * self.x_wins, gsrc
+
+
+def scatter_multiply(xp, out, part, index, axis):
+    """out[..., index[..., i, ...], ...] *= part[..., i, ...] in place, exactly. CuPy has no
+    multiply.at, so the product goes one position i along `axis` at a time: within one i,
+    each row of `index` names one target, so the targets are distinct and a plain fancy
+    assignment is safe (index.shape[axis] launches, no host sync)."""
+    for i in range(index.shape[axis]):
+        pick = (slice(None),) * axis + (slice(i, i + 1),)
+        where = along_axis_index(xp, index[pick], axis)
+        out[where] = out[where] * part[pick]
+    return out
+
+
+class ScatterProd(Function):
+    """out = x (or ones where include_self=False and something lands), then
+    out[..., index[..., i, ...], ...] *= src[..., i, ...] (torch.scatter_reduce "prod").
+
+    The gradient of one factor is the product of the others. Dividing the result by the
+    factor fails at zeros, so, as PyTorch's scatter_reduce_backward does: x's gradient is
+    the product with x's zeros masked to 1, divided by the masked x; a src entry that is
+    the only zero of its slot gets the product of the slot with that zero masked to 1;
+    every other src entry gets result / src (0 where the slot holds a zero elsewhere)."""
+
+    def forward(self, x, src, index, axis, include_self=True):
+        xp = get_array_module(x)
+        self.index, self.axis, self.include_self = xp.asarray(index), axis, include_self
+        self.where = along_axis_index(xp, self.index, axis)
+        self.part = src[tuple(slice(0, n) for n in index.shape)]
+        self.x, self.src_shape = x, src.shape
+        self.out = scatter_multiply(xp, self._start(x), self.part, self.index, axis)
+        return self.out
+
+    def _start(self, x):
+        """A copy of x to multiply into: x itself, or 1 at the targets without include_self."""
+        out = x.copy()
+        if not self.include_self:
+            out[self.where] = 1
+        return out
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        x, part, where = self.x, self.part, self.where
+        gx = gsrc = None
+        if self.needs_input_grad[0]:
+            masked_x = xp.where(x == 0, 1, x)
+            others = scatter_multiply(xp, masked_x.copy(), part, self.index, self.axis)
+            gx = grad * others / masked_x
+            if not self.include_self:  # x was replaced at the targets: no gradient there
+                gx[where] = 0
+        if self.needs_input_grad[1]:
+            src_zero = part == 0
+            zeros = xp.zeros(x.shape, dtype=grad.dtype)
+            xp.add.at(zeros, where, src_zero.astype(grad.dtype))
+            single_zero = src_zero & (zeros[where] == 1)
+            # the slot's product with that one zero masked to 1: the product of the others
+            without = scatter_multiply(xp, self._start(x), xp.where(single_zero, 1, part),
+                                       self.index, self.axis)
+            part_grad = xp.where(single_zero, (grad * without)[where],
+                                 (grad * self.out)[where] / xp.where(src_zero, 1, part))
+            gsrc = xp.zeros(self.src_shape, dtype=grad.dtype)
+            gsrc[tuple(slice(0, n) for n in part_grad.shape)] = part_grad
+        return gx, gsrc

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from tinygen.creation import as_tensor
+
 
 class CartPole:
     gravity = 9.8
@@ -71,7 +73,7 @@ class CartPole:
         Returns obs, reward, terminated, truncated (each [num_envs]) and info, where
         info["final_obs"], info["episode_returns"] and info["episode_lengths"] hold the last
         observation, return and length of each episode that ended, in environment order."""
-        action = np.asarray(action)
+        action = as_tensor(action).numpy()   # a Tensor (read back from its device) or array
         if action.shape != (self.num_envs,) or not ((action == 0) | (action == 1)).all():
             raise ValueError(f"CartPole.step: expected {self.num_envs} actions in {{0, 1}}, "
                              f"got {action!r}")

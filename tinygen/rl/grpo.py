@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinygen.autograd import no_grad
-from tinygen.backend import to_device, to_numpy
+from tinygen.backend import get_array_module, read_floats, to_device
+from tinygen.creation import as_tensor
 from tinygen.optim import clip_grad_norm_
 from tinygen.random import generator
 from tinygen.rl import ppo
@@ -34,46 +35,51 @@ from tinygen.tensor import Tensor
 
 
 def group_advantages(rewards, eps=1e-4):
-    """Rewards [N, G] -> advantages [N, G], normalised within each group (DeepSeekMath
-    4.1.2). std with ddof=1 and eps as TRL's GRPOTrainer; a group whose outputs all scored
-    the same has advantage 0 everywhere: it carries no signal about which is better."""
-    rewards = np.asarray(rewards, dtype=np.float64)
+    """Rewards [N, G] -> advantages [N, G] (a float32 Tensor on the device of the rewards),
+    normalised within each group (DeepSeekMath 4.1.2). std with ddof=1 and eps as TRL's
+    GRPOTrainer; a group whose outputs all scored the same has advantage 0 everywhere: it
+    carries no signal about which is better."""
+    rewards = as_tensor(rewards).data
     if rewards.ndim != 2 or rewards.shape[1] < 2:
         raise ValueError(f"group_advantages: rewards must be [N, G] with G >= 2, got shape "
                          f"{rewards.shape}")
+    rewards = rewards.astype(np.float64)
     mean = rewards.mean(axis=1, keepdims=True)
     std = rewards.std(axis=1, ddof=1, keepdims=True)
-    return ((rewards - mean) / (std + eps)).astype(np.float32)
+    return Tensor(((rewards - mean) / (std + eps)).astype(np.float32))
 
 
-def kl_k3(logprob, ref_logprob):
+def kl_k3(logprob, ref_logprob, mask=None):
     """Per-token estimate of KL(π_θ ‖ π_ref) on samples of π_θ (DeepSeekMath eq. 4):
-    exp(ref - logp) - (ref - logp) - 1 >= 0. Tensors (logprob carries the gradient) or arrays."""
-    log_ratio = ref_logprob - logprob
-    return log_ratio.exp() - log_ratio - 1 if isinstance(log_ratio, Tensor) \
-        else np.exp(log_ratio) - log_ratio - 1
+    exp(ref - logp) - (ref - logp) - 1 >= 0. logprob a Tensor (it carries the gradient),
+    ref_logprob a Tensor or array; with a mask, 0 where it is 0 (padding never overflows)."""
+    logprob = as_tensor(logprob)
+    log_ratio = as_tensor(ref_logprob, like=logprob) - logprob
+    if mask is not None:
+        log_ratio = log_ratio * as_tensor(mask, like=logprob)
+    return log_ratio.exp() - log_ratio - 1
 
 
 def sequence_weights(mask):
     """Weights [B, R] that average over each response's tokens, then over the responses
-    (the 1/G Σ_i 1/|o_i| Σ_t of eq. 3); they add up to 1."""
-    lengths = np.maximum(mask.sum(axis=1, keepdims=True), 1)
-    return (mask / lengths / len(mask)).astype(np.float32)
+    (the 1/G Σ_i 1/|o_i| Σ_t of eq. 3); they add up to 1. A Tensor on the mask's device."""
+    mask = as_tensor(mask).data
+    lengths = get_array_module(mask).maximum(mask.sum(axis=1, keepdims=True), 1)
+    return Tensor((mask / lengths / len(mask)).astype(np.float32))
 
 
 def grpo_loss(new_logprob, old_logprob, ref_logprob, advantages, mask, clip_coef, beta):
     """The negated GRPO objective (eq. 3) and its KL term. new_logprob [B, R] (a Tensor),
-    old_logprob and ref_logprob [B, R], advantages [B], mask [B, R] (arrays).
+    old_logprob and ref_logprob [B, R], advantages [B], mask [B, R] (Tensors or arrays).
 
-    ppo.policy_loss takes the mean over the tokens it is given; scaling each token's
-    advantage by N * w (w from sequence_weights, N tokens) turns that mean into eq. 3's
-    per-response average, since max(-wA r, -wA clip(r)) = w max(-A r, -A clip(r)) for w > 0."""
-    real = np.nonzero(mask)                                  # (rows, cols): x[real] is [N]
-    w = sequence_weights(mask)[real]                         # [N]
-    scaled_adv = advantages[real[0]] * w * len(w)            # [N]
-    pg_loss = ppo.policy_loss(new_logprob[real], old_logprob[real], scaled_adv, clip_coef)
-    ref = Tensor(ref_logprob[real], device=new_logprob.device)
-    kl = (kl_k3(new_logprob[real], ref) * Tensor(w, device=new_logprob.device)).sum()
+    Both terms are sums over the tokens weighted by sequence_weights w (Σ w = 1): that is
+    eq. 3's mean over each response's tokens, then over the responses. ppo.policy_loss with
+    the weights as its mask computes Σ w l / Σ w, the same; no token is selected, so no
+    data-dependent shape (and no host sync) arises on a GPU."""
+    w = sequence_weights(as_tensor(mask, device=new_logprob.device))               # [B, R]
+    advantages = as_tensor(advantages, like=new_logprob).reshape(-1, 1)          # [B, 1]
+    pg_loss = ppo.policy_loss(new_logprob, old_logprob, advantages, clip_coef, mask=w)
+    kl = (kl_k3(new_logprob, ref_logprob, mask) * w).sum()
     return pg_loss + beta * kl, pg_loss, kl
 
 
@@ -95,17 +101,16 @@ class GRPOConfig:
 def sample_until_eos(gpt, prompt_ids, max_len, eos_id, temperature=1.0, chunk=32):
     """Sample up to max_len tokens after each prompt [B, P], chunk tokens at a time with
     GPT.generate (and its KV cache), stopping once every row has an EOS: programs are
-    mostly far shorter than the longest one. Returns tokens
-    [B, P + R] (NumPy, R <= max_len a multiple of chunk or max_len) and the mask [B, R]."""
-    P = prompt_ids.shape[1]
+    mostly far shorter than the longest one (one host read a chunk, to decide). Returns
+    tokens [B, P + R] (R <= max_len, a multiple of chunk or max_len) and the mask [B, R],
+    Tensors on the model's device."""
     device = gpt.lm_head.weight.device
-    tokens = np.asarray(prompt_ids)
+    tokens = as_tensor(prompt_ids, device=device)
+    P = tokens.shape[1]
     while tokens.shape[1] - P < max_len:
         n = min(chunk, max_len - (tokens.shape[1] - P))
-        out = gpt.generate(Tensor(tokens, device=device), n, temperature=temperature)
-        # GPT.generate returns an array on older tinygen, a Tensor on newer: take either
-        tokens = out.numpy() if isinstance(out, Tensor) else to_numpy(out)
-        if (tokens[:, P:] == eos_id).any(axis=1).all():
+        tokens = gpt.generate(tokens, n, temperature=temperature)
+        if (tokens[:, P:] == eos_id).any(axis=1).all().item():
             break
     return tokens, response_mask(tokens[:, P:], eos_id)
 
@@ -113,39 +118,46 @@ def sample_until_eos(gpt, prompt_ids, max_len, eos_id, temperature=1.0, chunk=32
 def sample_groups(policy, prompt_ids, group_size, max_len, eos_id, temperature=1.0):
     """G sampled responses per prompt: prompt_ids [N, P] -> tokens [N * G, P + R] and the
     response mask [N * G, R] (rows i * G .. i * G + G - 1 belong to prompt i)."""
-    return sample_until_eos(policy, np.repeat(prompt_ids, group_size, axis=0), max_len,
-                            eos_id, temperature)
+    prompt_ids = as_tensor(prompt_ids).data
+    repeated = get_array_module(prompt_ids).repeat(prompt_ids, group_size, axis=0)
+    return sample_until_eos(policy, repeated, max_len, eos_id, temperature)
 
 
 def grpo_update(policy, ref_gpt, optimizer, tokens, mask, advantages, cfg):
     """update_epochs passes over one rollout in minibatches of responses, one optimizer step
     each on the GRPO loss. tokens [B, P + R], mask [B, R], advantages [B] (the group
-    advantages, flattened). Returns diagnostics averaged over the steps: loss, kl (the
-    eq. 4 estimate to the reference, per token), approx_kl and clipfrac (old -> new)."""
-    P = tokens.shape[1] - mask.shape[1]
+    advantages, flattened; Tensors or arrays). Returns diagnostics averaged over the steps
+    (floats, read from the device once at the end): loss, kl (the eq. 4 estimate to the
+    reference, per token), approx_kl and clipfrac (old -> new)."""
     device = policy.lm_head.weight.device
+    tokens, mask = as_tensor(tokens, device=device), as_tensor(mask, device=device)
+    advantages = as_tensor(advantages, device=device)
+    P = tokens.shape[1] - mask.shape[1]
     with no_grad():
-        old_logprob = response_logprobs(policy, to_device(tokens, device), P).numpy()
-        ref_logprob = response_logprobs(ref_gpt, to_device(tokens, device), P).numpy()
-    B = len(tokens)
+        old_logprob = response_logprobs(policy, tokens, P).data
+        ref_logprob = response_logprobs(ref_gpt, tokens, P).data
+    B, xp = len(tokens), get_array_module(mask.data)
     minibatch_size = max(B // cfg.num_minibatches, 1)
     logs = {"loss": [], "policy_loss": [], "kl": [], "approx_kl": [], "clipfrac": []}
     for _epoch in range(cfg.update_epochs):
-        order = generator("cpu").permutation(B)
+        order = to_device(generator("cpu").permutation(B), device)
         for start in range(0, B, minibatch_size):
             mb = order[start:start + minibatch_size]
-            new_logprob = response_logprobs(policy, to_device(tokens[mb], device), P)
+            mb_mask = mask.data[mb]
+            new_logprob = response_logprobs(policy, Tensor(tokens.data[mb]), P)
             loss, pg_loss, kl = grpo_loss(new_logprob, old_logprob[mb], ref_logprob[mb],
-                                          advantages[mb], mask[mb], cfg.clip_coef, cfg.beta)
+                                          advantages.data[mb], mb_mask, cfg.clip_coef,
+                                          cfg.beta)
             optimizer.zero_grad()
             loss.backward()
             clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            real = np.nonzero(mask[mb])
-            logratio = new_logprob.numpy()[real] - old_logprob[mb][real]
-            logs["loss"].append(loss.item())
-            logs["policy_loss"].append(pg_loss.item())
-            logs["kl"].append(kl.item())
-            logs["approx_kl"].append(ppo.approx_kl(logratio))
-            logs["clipfrac"].append(ppo.clipfrac(np.exp(logratio), cfg.clip_coef))
-    return {k: float(np.mean(v)) for k, v in logs.items()}
+            logratio = new_logprob.data - old_logprob[mb]                    # no gradient
+            logs["loss"].append(loss.data)
+            logs["policy_loss"].append(pg_loss.data)
+            logs["kl"].append(kl.data)
+            logs["approx_kl"].append(ppo._approx_kl(logratio, mb_mask))
+            logs["clipfrac"].append(ppo._clipfrac(xp.exp(logratio), cfg.clip_coef, mb_mask))
+    read = read_floats(xp.stack([xp.stack(v).astype(xp.float64).mean()
+                                 for v in logs.values()]))                     # one sync
+    return dict(zip(logs, read.tolist()))

@@ -19,12 +19,20 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
-from tinygen.backend import get_array_module, to_device, to_numpy
+from tinygen.backend import (
+    check_device,
+    copy_to_device,
+    get_array_module,
+    pinned_empty,
+    read_floats,
+    to_device,
+    to_numpy,
+)
 from tinygen.checks import check_nonnegative, check_positive
-from tinygen.creation import as_tensor
+from tinygen.creation import as_tensor, zeros
 from tinygen.optim import clip_grad_norm_
 from tinygen.random import generator
-from tinygen.tensor import Tensor, stack, where
+from tinygen.tensor import Tensor, where
 
 SQRT2 = math.sqrt(2)  # the gain for tanh hidden layers that CleanRL uses
 
@@ -96,141 +104,209 @@ class Agent(nn.Module):
 
 # ---- the rollout ----------------------------------------------------------------------------
 class RolloutStorage:
-    """What one rollout saw and did, [T, N] per quantity (NumPy arrays, on the CPU).
-    dones[t] is 1 when obs[t] is the first observation of a new episode, that is, when the
-    step before it ended an episode (CleanRL's convention)."""
+    """What one rollout saw and did, [T, N] Tensors on `device` (CleanRL keeps these buffers
+    as torch tensors on the device): obs [T, N, obs_dim], actions (int64), logprobs,
+    rewards, dones, values. dones[t] is 1 when obs[t] is the first observation of a new
+    episode, that is, when the step before it ended an episode (CleanRL's convention)."""
 
-    def __init__(self, num_steps, num_envs, obs_dim):
+    def __init__(self, num_steps, num_envs, obs_dim, device="cpu"):
         T, N = num_steps, num_envs
-        self.obs = np.zeros((T, N, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((T, N), dtype=np.int64)
-        self.logprobs = np.zeros((T, N), dtype=np.float32)
-        self.rewards = np.zeros((T, N), dtype=np.float32)
-        self.dones = np.zeros((T, N), dtype=np.float32)
-        self.values = np.zeros((T, N), dtype=np.float32)
+        self.device = check_device(device)
+        self.obs = zeros(T, N, obs_dim, device=device)
+        self.actions = zeros(T, N, dtype=np.int64, device=device)
+        self.logprobs, self.rewards, self.dones, self.values = (
+            zeros(T, N, device=device) for _ in range(4))
+        # the environments' output, staged in pinned host memory on a GPU: its uploads are
+        # queued without making the host wait (backend.copy_to_device)
+        self._host = {k: pinned_empty(shape, np.float32, device) for k, shape in
+                      (("obs", (T, N, obs_dim)), ("rewards", (T, N)), ("dones", (T, N)))}
 
     def batch(self, advantages, returns):
-        """The rollout flattened to B = T * N samples, with its advantages and returns."""
-        B = self.rewards.size
+        """The rollout flattened to B = T * N samples, with its advantages and returns:
+        a dict of Tensors [B, ...] (views of the storage)."""
+        B = self.rewards.numel()
         return {"obs": self.obs.reshape(B, -1), "actions": self.actions.reshape(B),
                 "logprobs": self.logprobs.reshape(B), "values": self.values.reshape(B),
-                "advantages": advantages.reshape(B), "returns": returns.reshape(B)}
+                "advantages": as_tensor(advantages, like=self.values).reshape(B),
+                "returns": as_tensor(returns, like=self.values).reshape(B)}
+
+
+def _sampled_logprob(logits, action):
+    """log π(action|s) of actions sample_categorical drew from logits [B, A], in range by
+    construction: a one-hot product, without log_prob's bounds check (a 2nd sync a step)."""
+    xp = get_array_module(action)
+    logp = logits.log_softmax(axis=-1).data
+    onehot = action[:, None] == xp.arange(logp.shape[-1])          # [B, A]
+    return (logp * onehot).sum(axis=-1)                            # [B]
 
 
 @no_grad()
 def collect_rollout(agent, envs, storage, next_obs, next_done):
     """Fill `storage` with T steps of `envs` under the agent's policy.
-    next_obs [N, obs_dim] and next_done [N] are where the last rollout stopped; returns the
-    new ones and the returns of the episodes that finished (a list of floats)."""
-    device = agent.parameters()[0].device
-    episode_returns, logprobs, values = [], [], []  # on the device until the rollout ends
-    for step in range(storage.rewards.shape[0]):
-        storage.obs[step] = next_obs
-        storage.dones[step] = next_done
-        obs = Tensor(next_obs, device=device)
-        logits = agent.actor(obs)               # get_action_and_value, less the entropy
-        action = sample_categorical(logits)
-        storage.actions[step] = action.numpy()  # the envs step on the host: one sync a step
-        logprobs.append(log_prob(logits, action))
-        values.append(agent.get_value(obs).reshape(-1))
-        next_obs, reward, terminated, truncated, info = envs.step(storage.actions[step])
-        storage.rewards[step] = reward
-        next_done = (terminated | truncated).astype(np.float32)
+    next_obs [N, obs_dim] and next_done [N] (Tensors, or the environment's arrays) are where
+    the last rollout stopped; returns the new ones, Tensors on the agent's device, and the
+    returns of the episodes that finished (a list of floats).
+
+    On a GPU a step costs one host sync, the one the CPU environments need: reading the
+    sampled actions. Observations stream to the device through pinned memory; rewards and
+    dones wait on the host until the rollout ends and go up in one copy each. (A pinned row
+    is written again only after a later action read, when the stream is past its copy.)"""
+    device = storage.device
+    T = storage.rewards.shape[0]
+    host = storage._host
+    obs, dones = storage.obs.data, storage.dones.data
+    obs[0] = as_tensor(next_obs, device=device).data
+    dones[0] = as_tensor(next_done, device=device).data
+    episode_returns = []
+    for step in range(T):
+        x = Tensor(obs[step])
+        logits = agent.actor(x)                 # get_action_and_value, less the entropy
+        action = sample_categorical(logits).data
+        storage.actions.data[step] = action
+        storage.logprobs.data[step] = _sampled_logprob(logits, action)
+        storage.values.data[step] = agent.get_value(x).data
+        step_obs, reward, terminated, truncated, info = envs.step(to_numpy(action))  # 1 sync
+        host["rewards"][step] = reward
+        done = (terminated | truncated).astype(np.float32)
         episode_returns.extend(info["episode_returns"].tolist())
-    storage.logprobs[...] = stack(logprobs).numpy().reshape(storage.logprobs.shape)  # 1 sync
-    storage.values[...] = stack(values).numpy().reshape(storage.values.shape)
+        if step + 1 < T:
+            host["obs"][step + 1], host["dones"][step + 1] = step_obs, done
+            copy_to_device(host["obs"][step + 1], obs[step + 1])   # queued, no wait
+    copy_to_device(host["rewards"], storage.rewards.data)
+    copy_to_device(host["dones"][1:], dones[1:])
+    next_obs, next_done = Tensor(step_obs, device=device), Tensor(done, device=device)
     return next_obs, next_done, episode_returns
 
 
 # ---- generalised advantage estimation -----------------------------------------------------
 def compute_gae(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
     """GAE(γ, λ) (Schulman et al. 2016). rewards, values, dones [T, N]; next_value and
-    next_done [N] belong to the observation after the last step. Returns advantages and
-    returns = advantages + values, both [T, N].
+    next_done [N] belong to the observation after the last step (Tensors, or arrays). Returns
+    advantages and returns = advantages + values, Tensors [T, N] on the device of `values`.
 
         δ_t = r_t + γ V(s_{t+1}) (1 - done_{t+1}) - V(s_t)
         A_t = δ_t + γ λ (1 - done_{t+1}) A_{t+1}
 
     done_{t+1} means step t ended its episode (CleanRL's convention, see RolloutStorage),
-    so nothing flows back across an episode boundary."""
-    rewards, values, dones, next_value, next_done = (
-        as_tensor(x).numpy() for x in (rewards, values, dones, next_value, next_done))
-    T = rewards.shape[0]
-    advantages = np.zeros_like(rewards)
-    lastgaelam = 0.0
-    for t in reversed(range(T)):
-        if t == T - 1:
-            nextnonterminal = 1.0 - next_done
-            nextvalues = next_value
-        else:
-            nextnonterminal = 1.0 - dones[t + 1]
-            nextvalues = values[t + 1]
-        delta = rewards[t] + gamma * nextvalues * nextnonterminal - values[t]
-        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
-    return advantages, advantages + values
+    so nothing flows back across an episode boundary. It runs on the device, as CleanRL's."""
+    values = as_tensor(values)
+    rewards, dones, next_value, next_done = (
+        as_tensor(x, like=values).data for x in (rewards, dones, next_value, next_done))
+    values = values.data
+    xp = get_array_module(values)
+    # every term that does not depend on A_{t+1} at once, [T, N]; then the recursion
+    nextnonterminal = 1.0 - xp.concatenate([dones[1:], next_done[None]])
+    nextvalues = xp.concatenate([values[1:], next_value[None]])
+    delta = rewards + gamma * nextvalues * nextnonterminal - values
+    decay = (gamma * gae_lambda) * nextnonterminal
+    advantages = delta.copy()
+    for t in reversed(range(rewards.shape[0] - 1)):
+        row = advantages[t]                 # a view: += writes into advantages, 2 launches
+        row += decay[t] * advantages[t + 1]
+    return Tensor(advantages), Tensor(advantages + values)
 
 
 # ---- the losses -----------------------------------------------------------------------------
-def normalize_advantages(advantages, eps=1e-8):
-    """Zero mean, unit standard deviation (ddof=1, as torch.std) over the minibatch."""
-    return (advantages - advantages.mean()) / (advantages.std(ddof=1) + eps)
+def masked_mean(x, mask=None):
+    """The mean of x, or with a mask (1 on the real samples, 0 on padding; or any weights)
+    the weighted mean Σ mask·x / Σ mask, as TRL's masked_mean: a token-level loss over the
+    real tokens of padded responses with no data-dependent shape (no host sync)."""
+    if mask is None:
+        return x.mean()
+    mask = as_tensor(mask, like=x)
+    return (x * mask).sum() / mask.sum()
+
+
+def normalize_advantages(advantages, eps=1e-8, mask=None):
+    """Zero mean, unit standard deviation (ddof=1, as torch.std) over the minibatch, or over
+    the entries where mask is 1 (the others become 0). A constant: a Tensor with no gradient."""
+    advantages = as_tensor(advantages)
+    return Tensor(_whiten(advantages.data, eps, _mask_on(mask, advantages)))
+
+
+def _whiten(x, eps, mask=None):
+    if mask is None:
+        return (x - x.mean()) / (x.std(ddof=1) + eps)
+    n, mean = mask.sum(), _mean(x, mask)
+    std = get_array_module(x).sqrt((((x - mean) * mask) ** 2).sum() / (n - 1))
+    return (x - mean) / (std + eps) * mask
 
 
 def _maximum(a, b):
     return where(a.data >= b.data, a, b)
 
 
-def policy_loss(new_logprob, old_logprob, advantages, clip_coef):
+def policy_loss(new_logprob, old_logprob, advantages, clip_coef, mask=None):
     """The clipped surrogate objective L^CLIP (PPO paper, eq. 7), negated to be minimised:
-    mean of max(-A r, -A clip(r, 1 - ε, 1 + ε)) with r = π_new(a|s) / π_old(a|s).
-    old_logprob and advantages are constants (Tensors, or arrays taken as_tensor)."""
+    mean of max(-A r, -A clip(r, 1 - ε, 1 + ε)) with r = π_new(a|s) / π_old(a|s) (the
+    masked mean with a mask). old_logprob and advantages are constants (Tensors, or arrays
+    taken as_tensor)."""
     ratio = (new_logprob - as_tensor(old_logprob, like=new_logprob)).exp()
     advantages = as_tensor(advantages, like=new_logprob)
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * ratio.clip(1 - clip_coef, 1 + clip_coef)
-    return _maximum(pg_loss1, pg_loss2).mean()
+    return masked_mean(_maximum(pg_loss1, pg_loss2), mask)
 
 
-def value_loss(new_value, old_value, returns, clip_coef, clip_vloss=True):
+def value_loss(new_value, old_value, returns, clip_coef, clip_vloss=True, mask=None):
     """0.5 * mean squared error of V(s) against the returns. With clip_vloss the new value
     may not move more than clip_coef from the old one without paying the unclipped error
     (CleanRL, after OpenAI's baselines): 0.5 * mean(max(unclipped², clipped²))."""
     old_value, returns = as_tensor(old_value, like=new_value), as_tensor(returns, like=new_value)
     v_loss_unclipped = (new_value - returns) ** 2
     if not clip_vloss:
-        return 0.5 * v_loss_unclipped.mean()
+        return 0.5 * masked_mean(v_loss_unclipped, mask)
     v_clipped = old_value + (new_value - old_value).clip(-clip_coef, clip_coef)
     v_loss_clipped = (v_clipped - returns) ** 2
-    return 0.5 * _maximum(v_loss_unclipped, v_loss_clipped).mean()
+    return 0.5 * masked_mean(_maximum(v_loss_unclipped, v_loss_clipped), mask)
 
 
 # ---- diagnostics (floats, no gradient) ------------------------------------------------------
-def approx_kl(logratio):
+# Each has a private twin on arrays that returns a 0-d array on the device, so that the update
+# collects them without a sync and reads them all at once when it ends.
+def approx_kl(logratio, mask=None):
     """Estimate of KL(π_old ‖ π_new) from log r = log π_new - log π_old on samples of π_old:
     mean((r - 1) - log r), unbiased and never negative (Schulman, "Approximating KL
     divergence", 2020)."""
-    return float(_approx_kl(as_tensor(logratio).data))
+    logratio = as_tensor(logratio)
+    return float(_approx_kl(logratio.data, _mask_on(mask, logratio)))
 
 
-def _approx_kl(logratio):  # a 0-d array, on the device where logratio is
-    return ((get_array_module(logratio).exp(logratio) - 1) - logratio).mean()
+def _mask_on(mask, like):
+    """mask's array on the device of the Tensor `like` (None stays None)."""
+    return None if mask is None else as_tensor(mask, like=like).data
 
 
-def clipfrac(ratio, clip_coef):
+def _mean(x, mask):
+    return x.mean() if mask is None else (x * mask).sum() / mask.sum()
+
+
+def _approx_kl(logratio, mask=None):
+    return _mean((get_array_module(logratio).exp(logratio) - 1) - logratio, mask)
+
+
+def clipfrac(ratio, clip_coef, mask=None):
     """Fraction of samples whose ratio was outside [1 - clip_coef, 1 + clip_coef]."""
-    return float(_clipfrac(as_tensor(ratio).data, clip_coef))
+    ratio = as_tensor(ratio)
+    return float(_clipfrac(ratio.data, clip_coef, _mask_on(mask, ratio)))
 
 
-def _clipfrac(ratio, clip_coef):  # a 0-d array
-    return (abs(ratio - 1.0) > clip_coef).mean()
+def _clipfrac(ratio, clip_coef, mask=None):
+    return _mean((abs(ratio - 1.0) > clip_coef).astype(ratio.dtype), mask)
 
 
-def explained_variance(values, returns):
+def explained_variance(values, returns, mask=None):
     """1 - Var(returns - values) / Var(returns): 1 for a perfect critic, 0 for one that
     predicts a constant, negative when worse than that; NaN when the returns are constant."""
-    values, returns = as_tensor(values).numpy(), as_tensor(returns).numpy()
-    var_y = np.var(returns)
-    return float("nan") if var_y == 0 else float(1 - np.var(returns - values) / var_y)
+    values = as_tensor(values)
+    return float(_explained_variance(values.data, as_tensor(returns, like=values).data,
+                                     _mask_on(mask, values)))
+
+
+def _explained_variance(values, returns, mask=None):  # NaN where Var(returns) = 0
+    var_y, var_e = (_mean((x - _mean(x, mask)) ** 2, mask) for x in (returns, returns - values))
+    xp = get_array_module(values)
+    return xp.where(var_y == 0, xp.nan, 1 - var_e / xp.where(var_y == 0, 1, var_y))
 
 
 # ---- the update -----------------------------------------------------------------------------
@@ -262,28 +338,30 @@ class PPOConfig:
 def evaluate_actions(agent, mb):
     """What the update needs of the current policy on a minibatch of transitions:
     log π(a|s), the entropy and V(s), each [b]."""
-    _, new_logprob, entropy, new_value = agent.get_action_and_value(Tensor(mb["obs"]),
-                                                                    mb["actions"])
+    _, new_logprob, entropy, new_value = agent.get_action_and_value(mb["obs"], mb["actions"])
     return new_logprob, entropy, new_value
 
 
 def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
     """update_epochs passes over `batch` in shuffled minibatches, one optimizer step each on
-    policy_loss - ent_coef * entropy + vf_coef * value_loss. Returns the diagnostics: losses,
-    entropy and approx_kl averaged over the minibatch steps, clipfrac over all samples seen,
-    explained_variance of the rollout's values.
+    policy_loss - ent_coef * entropy + vf_coef * value_loss. Returns the diagnostics (floats):
+    losses, entropy and approx_kl averaged over the minibatch steps, clipfrac over all
+    samples seen, explained_variance of the rollout's values.
 
-    `batch` maps names to [B, ...] arrays or Tensors: "logprobs", "values", "advantages",
+    `batch` maps names to [B, ...] Tensors (or arrays): "logprobs", "values", "advantages",
     "returns" and whatever `evaluate(agent, minibatch) -> (new_logprob, entropy, new_value)`
     reads ("obs" and "actions" for CartPole, RolloutStorage.batch). With a "mask" [B, R] each
     sample is a sequence of R steps (a response of R tokens, rl/rlhf.py): the per-step
-    quantities are [B, R] and only the steps where the mask is 1 enter the losses."""
+    quantities are [B, R] and the losses are masked means over the steps where the mask is 1.
+
+    On a GPU it reads back only the diagnostics, at the end (and approx_kl once an epoch
+    for the early stop when target_kl is set)."""
     if not isinstance(cfg, PPOConfig):
         raise TypeError(f"ppo_update: cfg must be a PPOConfig (or a subclass such as "
                         f"RLHFConfig), got {type(cfg).__name__}")
     device = agent.parameters()[0].device
-    b = {k: to_device(as_tensor(v).data, device) for k, v in batch.items()}  # arrays [B, ...]
-    B, xp = len(b["logprobs"]), get_array_module(b["logprobs"])
+    b = {k: as_tensor(v, device=device) for k, v in batch.items()}  # Tensors [B, ...]
+    B, xp = len(b["logprobs"]), get_array_module(b["logprobs"].data)
     minibatch_size = max(B // cfg.num_minibatches, 1)
     vf_clip_coef = cfg.clip_coef if cfg.vf_clip_coef is None else cfg.vf_clip_coef
     logs = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
@@ -291,20 +369,18 @@ def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
     for _epoch in range(cfg.update_epochs):
         b_inds = to_device(generator("cpu").permutation(B), device)
         for start in range(0, B, minibatch_size):
-            mb = {k: v[b_inds[start:start + minibatch_size]] for k, v in b.items()}
+            mb_inds = b_inds[start:start + minibatch_size]
+            mb = {k: Tensor(v.data[mb_inds]) for k, v in b.items()}
+            mask = mb.get("mask")
             new_logprob, ent, new_value = evaluate(agent, mb)
-            old_logprob, old_value = mb["logprobs"], mb["values"]
-            mb_advantages, mb_returns = mb["advantages"], mb["returns"]
-            if "mask" in mb:  # token level: keep the real steps, [b, R] -> [N]
-                real = get_array_module(mb["mask"]).nonzero(mb["mask"])
-                new_logprob, ent, new_value = new_logprob[real], ent[real], new_value[real]
-                old_logprob, old_value = old_logprob[real], old_value[real]
-                mb_advantages, mb_returns = mb_advantages[real], mb_returns[real]
+            mb_advantages = mb["advantages"]
             if cfg.norm_adv:
-                mb_advantages = normalize_advantages(mb_advantages)
-            pg_loss = policy_loss(new_logprob, old_logprob, mb_advantages, cfg.clip_coef)
-            v_loss = value_loss(new_value, old_value, mb_returns, vf_clip_coef, cfg.clip_vloss)
-            entropy_loss = ent.mean()
+                mb_advantages = normalize_advantages(mb_advantages, mask=mask)
+            pg_loss = policy_loss(new_logprob, mb["logprobs"], mb_advantages, cfg.clip_coef,
+                                  mask)
+            v_loss = value_loss(new_value, mb["values"], mb["returns"], vf_clip_coef,
+                                cfg.clip_vloss, mask)
+            entropy_loss = masked_mean(ent, mask)
             loss = pg_loss - cfg.ent_coef * entropy_loss + cfg.vf_coef * v_loss
 
             optimizer.zero_grad()
@@ -313,19 +389,17 @@ def ppo_update(agent, optimizer, batch, cfg, evaluate=evaluate_actions):
             optimizer.step()
 
             # the diagnostics stay 0-d device arrays: read once, after the last step
-            logratio = new_logprob.data - old_logprob                    # no gradient
+            logratio = new_logprob.data - mb["logprobs"].data                # no gradient
+            m = None if mask is None else mask.data
             logs["policy_loss"].append(pg_loss.data)
             logs["value_loss"].append(v_loss.data)
             logs["entropy"].append(entropy_loss.data)
-            logs["approx_kl"].append(_approx_kl(logratio))
-            logs["clipfrac"].append(_clipfrac(xp.exp(logratio), cfg.clip_coef))
+            logs["approx_kl"].append(_approx_kl(logratio, m))
+            logs["clipfrac"].append(_clipfrac(xp.exp(logratio), cfg.clip_coef, m))
         if cfg.target_kl and float(logs["approx_kl"][-1]) > cfg.target_kl:  # a sync an epoch
             break
-    read = to_numpy(xp.stack([xp.stack(v).astype(xp.float64) for v in logs.values()]))
-    diagnostics = {k: float(row.mean()) for k, row in zip(logs, read)}
-    values, returns = b["values"], b["returns"]
-    if "mask" in b:
-        valid = b["mask"] > 0
-        values, returns = values[valid], returns[valid]
-    diagnostics["explained_variance"] = explained_variance(values, returns)
-    return diagnostics
+    mask = b["mask"].data if "mask" in b else None
+    ev = _explained_variance(b["values"].data, b["returns"].data, mask)
+    means = [xp.stack(v).astype(xp.float64).mean() for v in logs.values()]
+    read = read_floats(xp.stack(means + [ev.astype(xp.float64)]))           # the one sync
+    return dict(zip([*logs, "explained_variance"], read.tolist()))

@@ -23,52 +23,64 @@ import numpy as np
 
 from tinygen import nn
 from tinygen.autograd import no_grad
+from tinygen.backend import get_array_module
 from tinygen.checks import check_nonnegative, check_positive, check_probability
 from tinygen.creation import as_tensor
 from tinygen.nn import functional as F
 from tinygen.rl import ppo
 from tinygen.rl.reward_model import copy_gpt, hidden_states
+from tinygen.tensor import Tensor
 
 
 # ---- text <-> tokens --------------------------------------------------------------------------
 def response_mask(response_ids, eos_id):
     """1.0 on the tokens of each response up to and including its first EOS, 0.0 on what a
-    batched sampler generated after it. response_ids [B, R] -> [B, R] float32."""
-    is_eos = as_tensor(response_ids).numpy() == eos_id
-    after_eos = (np.cumsum(is_eos, axis=1) - is_eos) > 0
-    return (~after_eos).astype(np.float32)
+    batched sampler generated after it. response_ids [B, R] -> [B, R] float32, a Tensor on
+    the device of the ids (computed there: the sampled tokens need not come to the host)."""
+    ids = as_tensor(response_ids).data
+    is_eos = (ids == eos_id).astype(np.int64)
+    after_eos = (get_array_module(ids).cumsum(is_eos, axis=1) - is_eos) > 0
+    return Tensor((~after_eos).astype(np.float32))
 
 
 def last_index(mask, prompt_len):
-    """Index in prompt + response of each row's last response token: [B, R] -> [B]."""
-    mask = as_tensor(mask).numpy()
-    return prompt_len + mask.sum(axis=1).astype(np.int64) - 1
+    """Index in prompt + response of each row's last response token: [B, R] -> [B] int64,
+    on the device of the mask."""
+    mask = as_tensor(mask).data
+    return Tensor(prompt_len + mask.sum(axis=1).astype(np.int64) - 1)
 
 
-def pack(tokenizer, prompts, responses, response_len, pad_id=0):
+def pack(tokenizer, prompts, responses, response_len, pad_id=0, device="cpu"):
     """Prompt and response strings -> token ids [B, P + R] (int64) and the response mask
-    [B, R], 1.0 on each response's characters. Responses longer than R are cut, shorter ones
-    padded with pad_id (any id will do: the mask hides the padding, and causal attention
-    keeps it from changing anything before it)."""
-    rows = []
-    for prompt, response in zip(prompts, responses):
-        ids = tokenizer.encode(prompt) + tokenizer.encode(response)[:response_len]
-        rows.append(ids + [pad_id] * (len(prompt) + response_len - len(ids)))
-    tokens = np.array(rows, dtype=np.int64)
-    mask = np.zeros((len(rows), response_len), dtype=np.float32)
-    for i, response in enumerate(responses):
-        mask[i, :min(len(response), response_len)] = 1.0
-    return tokens, mask
+    [B, R], 1.0 on each response's tokens, both Tensors on `device`. Responses longer than
+    R tokens are cut, shorter ones padded with pad_id (any id will do: the mask hides the
+    padding, and causal attention keeps it from changing anything before it). Every prompt
+    must encode to the same number of tokens P (left-pad the prompts, as rl/task.py does)."""
+    prompt_ids = [tokenizer.encode(prompt) for prompt in prompts]
+    if len({len(ids) for ids in prompt_ids}) > 1:
+        raise ValueError(f"pack: every prompt must encode to the same number of tokens, got "
+                         f"lengths {sorted({len(ids) for ids in prompt_ids})}")
+    P = len(prompt_ids[0]) if prompt_ids else 0
+    tokens = np.full((len(prompts), P + response_len), pad_id, dtype=np.int64)
+    mask = np.zeros((len(prompts), response_len), dtype=np.float32)
+    for i, (ids, response) in enumerate(zip(prompt_ids, responses)):
+        response_ids = tokenizer.encode(response)[:response_len]   # lengths in tokens
+        tokens[i, :P + len(response_ids)] = ids + response_ids
+        mask[i, :len(response_ids)] = 1.0
+    return Tensor(tokens, device=device), Tensor(mask, device=device)
 
 
 def sft_targets(tokens, mask, prompt_len):
     """Next-token targets [B, T - 1] for supervised fine-tuning on the responses only: the
-    prompt positions (and padding) are -1, which GPT.forward's cross-entropy ignores."""
-    tokens, mask = as_tensor(tokens).numpy(), as_tensor(mask).numpy()
+    prompt positions (and padding) are -1, which GPT.forward's cross-entropy ignores. A
+    Tensor on the device of the tokens."""
+    tokens = as_tensor(tokens)
+    tokens, mask = tokens.data, as_tensor(mask, device=tokens.device).data
+    xp = get_array_module(tokens)
     targets = tokens[:, 1:].copy()
     targets[:, :prompt_len - 1] = -1
-    targets[:, prompt_len - 1:][mask == 0] = -1
-    return targets
+    targets[:, prompt_len - 1:] = xp.where(mask == 0, -1, targets[:, prompt_len - 1:])
+    return Tensor(targets)
 
 
 # ---- log-probabilities of whole responses, one forward pass -------------------------------
@@ -83,7 +95,7 @@ def token_logprobs(logits, response_ids):
     """log π(y_t | x, y_<t) of the given tokens: logits [B, R, V], ids [B, R] -> [B, R].
     (The fused cross-entropy is -log softmax at the target, computed stably.)"""
     B, R, V = logits.shape  # flattened: [B, R, V] would be ambiguous if R == V
-    ids = response_ids.reshape(-1) if hasattr(response_ids, "reshape") else response_ids
+    ids = as_tensor(response_ids, device=logits.device).reshape(-1)
     return -F.cross_entropy(logits.reshape(B * R, V), ids, reduction="none").reshape(B, R)
 
 
@@ -121,31 +133,29 @@ class PolicyWithValue(nn.Module):
 @no_grad()
 def sample_responses(gpt, prompt_ids, response_len, eos_id, temperature=1.0):
     """R sampled tokens after each prompt, batched with the KV cache (GPT.generate).
-    prompt_ids [B, P] -> tokens [B, T] (NumPy) and the response mask [B, R]."""
+    prompt_ids [B, P] -> tokens [B, T] and the response mask [B, R], Tensors on the model's
+    device."""
     device = gpt.lm_head.weight.device
+    P = as_tensor(prompt_ids).shape[1]
     tokens = gpt.generate(as_tensor(prompt_ids, device=device), response_len,
-                          temperature=temperature).numpy()
-    return tokens, response_mask(tokens[:, prompt_ids.shape[1]:], eos_id)
+                          temperature=temperature)
+    return tokens, response_mask(tokens[:, P:], eos_id)
 
 
 @no_grad()
 def rollout(policy, ref_gpt, reward_model, prompt_ids, response_len, eos_id):
-    """Sample responses from the policy and score them: what PPO needs, as NumPy arrays.
-    Returns a dict with tokens [B, T], mask, logprobs, ref_logprobs and values [B, R]
-    (the old policy's, the reference's and the value head's), and the RM scores [B]."""
-    P = prompt_ids.shape[1]
-    device = policy.gpt.lm_head.weight.device
-    sampled = policy.gpt.generate(as_tensor(prompt_ids, device=device), response_len)
-    tokens = sampled.numpy()  # one download: the mask and the decoded text live on the host
-    mask = response_mask(tokens[:, P:], eos_id)
-    # the three scoring passes read the sampled tokens where they are (no upload back)
-    logits, values = policy(sampled, P)
-    logprobs = token_logprobs(logits, sampled[:, P:])
-    ref_logprobs = response_logprobs(ref_gpt, sampled, P)
-    scores = reward_model(sampled, last_index(mask, P))
-    return {"tokens": tokens, "mask": mask, "logprobs": logprobs.numpy(),
-            "ref_logprobs": ref_logprobs.numpy(), "values": values.numpy(),
-            "scores": scores.numpy()}
+    """Sample responses from the policy and score them: what PPO needs, a dict of Tensors on
+    the policy's device: tokens [B, T], mask, logprobs, ref_logprobs and values [B, R] (the
+    old policy's, the reference's and the value head's), and the RM scores [B]. The sampled
+    tokens stay on the device: the mask and the three scoring passes read them there."""
+    P = as_tensor(prompt_ids).shape[1]
+    tokens, mask = sample_responses(policy.gpt, prompt_ids, response_len, eos_id)
+    logits, values = policy(tokens, P)
+    logprobs = token_logprobs(logits, tokens[:, P:])
+    ref_logprobs = response_logprobs(ref_gpt, tokens, P)
+    scores = reward_model(tokens, last_index(mask, P))
+    return {"tokens": tokens, "mask": mask, "logprobs": logprobs,
+            "ref_logprobs": ref_logprobs, "values": values, "scores": scores}
 
 
 # ---- the reward: RM score at the end, KL penalty on every token ------------------------------
@@ -153,14 +163,17 @@ def kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, kl_coef):
     """Per-token rewards [B, R] (Ziegler et al. 2019, eq. 2; InstructGPT eq. 2):
     -kl_coef * (log π - log π_ref) on every response token, plus the reward model's score
     [B] on the last one. Also returns the per-token KL estimates [B, R] (zero on padding);
-    their sum over a response is the sampled estimate of KL(π ‖ π_ref) for it."""
-    scores, logprobs, ref_logprobs, mask = (as_tensor(x).numpy() for x in
-                                            (scores, logprobs, ref_logprobs, mask))
-    kl = (logprobs - ref_logprobs) * mask
-    rewards = -kl_coef * kl
-    last = mask.sum(axis=1).astype(np.int64) - 1
-    rewards[np.arange(len(scores)), last] += scores
-    return rewards, kl
+    their sum over a response is the sampled estimate of KL(π ‖ π_ref) for it. Tensors in
+    (or arrays), Tensors out on the device of logprobs, no gradient."""
+    logprobs = as_tensor(logprobs).detach()
+    scores, ref_logprobs, mask = (as_tensor(x, like=logprobs).data
+                                  for x in (scores, ref_logprobs, mask))
+    xp = get_array_module(mask)
+    kl = (logprobs.data - ref_logprobs) * mask
+    last = mask.sum(axis=1).astype(np.int64) - 1                               # [B]
+    at_last = last[:, None] == xp.arange(mask.shape[1])                        # [B, R]
+    rewards = -kl_coef * kl + scores[:, None] * at_last
+    return Tensor(rewards), Tensor(kl)
 
 
 class AdaptiveKLController:
@@ -176,6 +189,8 @@ class AdaptiveKLController:
         self.value, self.target, self.horizon = init_kl_coef, target, horizon
 
     def update(self, current_kl, n_steps):
+        """current_kl: a float or a 0-d Tensor (read here: the coefficient is a float)."""
+        current_kl = float(as_tensor(current_kl).item())
         proportional_error = np.clip(current_kl / self.target - 1, -0.2, 0.2)
         self.value *= 1 + proportional_error * n_steps / self.horizon
         return self.value
@@ -184,15 +199,17 @@ class AdaptiveKLController:
 # ---- advantages -----------------------------------------------------------------------------
 def token_gae(rewards, values, mask, gamma, gae_lambda):
     """GAE over the tokens of each response, with `ppo.compute_gae`. That function wants
-    time-major [T, N] arrays and CleanRL's `dones` (dones[t] = 1 when step t starts a new
+    time-major [T, N] inputs and CleanRL's `dones` (dones[t] = 1 when step t starts a new
     episode): a response is an episode that ends after its last token, so every padding
-    position counts as "done" and nothing flows back from it. [B, R] in, [B, R] out."""
-    rewards, values, mask = (as_tensor(x).numpy() for x in (rewards, values, mask))
-    B = rewards.shape[0]
-    dones = 1.0 - mask
+    position counts as "done" and nothing flows back from it. [B, R] in, Tensors [B, R] out,
+    on the device of the values."""
+    values = as_tensor(values)
+    rewards, mask = as_tensor(rewards, like=values), as_tensor(mask, like=values)
+    xp = get_array_module(values.data)
+    B = values.shape[0]
     advantages, returns = ppo.compute_gae(
-        rewards.T, values.T, dones.T, next_value=np.zeros(B, np.float32),
-        next_done=np.ones(B, np.float32), gamma=gamma, gae_lambda=gae_lambda)
+        rewards.T, values.T, 1.0 - mask.T, next_value=xp.zeros(B, values.dtype),
+        next_done=xp.ones(B, values.dtype), gamma=gamma, gae_lambda=gae_lambda)
     return advantages.T, returns.T
 
 
@@ -242,9 +259,6 @@ def ppo_update(policy, optimizer, batch, cfg):
     rollout (as lm-human-preferences), not per minibatch. Returns averaged diagnostics."""
     if not isinstance(cfg, RLHFConfig):
         raise TypeError(f"rlhf.ppo_update: cfg must be an RLHFConfig, got {type(cfg).__name__}")
-    advantages = as_tensor(batch["advantages"]).numpy().copy()
-    mask = as_tensor(batch["mask"]).numpy()
-    valid = mask > 0
-    advantages[valid] = ppo.normalize_advantages(advantages[valid])
+    advantages = ppo.normalize_advantages(batch["advantages"], mask=batch["mask"])
     return ppo.ppo_update(policy, optimizer, {**batch, "advantages": advantages}, cfg,
                           evaluate=evaluate_tokens)
