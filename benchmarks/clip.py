@@ -77,7 +77,8 @@ def workloads(lib, args, seed=0):
 
 def main():
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 100)
-    compare(workloads, ("clip",), parser.parse_args())
+    compare(workloads, ("clip",), parser.parse_args(),
+            floor=[(1600, 128, 512), (64, 576, 6400)])  # text MLP rows; an image conv
 
 
 if __name__ == "__main__":

@@ -60,11 +60,15 @@ def sync_for(lib, device):
     return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
-def compare(workloads, names, args):
+def compare(workloads, names, args, floor=()):
     """Run `workloads(lib, args) -> {name: step}` for each library, `args.rounds` times,
     alternating; print each workload's best median ms/iter, its first loss (the two
-    libraries must agree) and the tinygen/PyTorch ratio. Returns {(name, lib): ms}."""
+    libraries must agree) and the tinygen/PyTorch ratio. Returns {(name, lib): ms}.
+    `floor`: the workloads' main matrix-product shapes [(M, K, N), ...]; on the CPU their
+    BLAS floor (print_blas_floor) is printed first."""
     libs = setup(args)
+    if floor and args.device == "cpu":
+        print_blas_floor(floor)
     best = {}
     for _ in range(args.rounds):
         for lib in libs:

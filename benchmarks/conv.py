@@ -165,7 +165,8 @@ def workloads(lib, args, seed=0):
 
 def main():
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 64)
-    compare(workloads, ("dcgan", "classifier", "resnet"), parser.parse_args())
+    compare(workloads, ("dcgan", "classifier", "resnet"), parser.parse_args(),
+            floor=[(64, 576, 16384), (128, 1024, 3136)])  # [C_out, C_in·k·k] @ [., B·H·W]
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def workloads(lib, args, seed=0):
 
 def main():
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 64)
-    compare(workloads, ("vqvae", "prior"), parser.parse_args())
+    compare(workloads, ("vqvae", "prior"), parser.parse_args(),
+            floor=[(64, 1152, 4096), (4736, 128, 512)])  # a VQ-VAE conv; the prior's MLP rows
 
 
 if __name__ == "__main__":

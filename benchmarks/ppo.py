@@ -83,7 +83,8 @@ def workloads(lib, args, seed=1):
 def main():
     parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]),
                            iters=10)
-    compare(workloads, ("rollout", "update"), parser.parse_args())
+    compare(workloads, ("rollout", "update"), parser.parse_args(),
+            floor=[(128, 4, 64), (128, 64, 64)])  # a minibatch through the 64-wide MLP
 
 
 if __name__ == "__main__":
