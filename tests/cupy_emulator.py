@@ -476,12 +476,17 @@ _SYNCING = {"nonzero", "flatnonzero", "argwhere", "unique", "unique_all", "uniqu
             "count_nonzero_indices", "trim_zeros", "intersect1d", "setdiff1d", "union1d"}
 
 
+_ALLOCATING = {"empty", "empty_like"}  # memory from the pool, no kernel (as cupy.ndarray(shape))
+
+
 def _function(name):
     fn = getattr(np, name)
 
     def call(*args, **kwargs):
         if name in _SYNCING:
             COUNTS.syncs += 1
+        if name in _ALLOCATING:
+            return _wrap(fn(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
         return _launch(fn, *args, **kwargs)
     call.__name__ = name
     return call
@@ -604,41 +609,36 @@ class _Event:
         pass  # a wait on the stream, not a transfer: not counted
 
 
-class _Stream:
+class _Current:
+    """`with x:` / `x.use()` make x current; the emulator has only one of each."""
+
+    def use(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Stream(_Current):
     def record(self, event=None):
         return _Event() if event is None else event
 
     def synchronize(self):
         pass
 
-    def use(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
 
 _NULL_STREAM = _Stream()
 
 
-class _Device:
+class _Device(_Current):
     def __init__(self, device=0):
         self.id = int(device)
 
     def synchronize(self):
         pass  # a barrier, not a transfer: nothing is counted
-
-    def use(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _MemoryPool:

@@ -126,13 +126,14 @@ def _not_a_tensor(cls, inputs):
 
 
 def _check_same_device(fn, arrays):
-    if len(arrays) > 1:
-        first = type(arrays[0])
-        if any(type(a) is not first for a in arrays):  # cheap test first; scalars differ too
+    first = type(arrays[0]) if arrays else None
+    for a in arrays:  # cheap test first (a plain loop: no generator per op); scalars differ too
+        if type(a) is not first:
             devices = [device_of(a) for a in arrays]
             if len(set(devices)) > 1:
                 raise RuntimeError(f"{fn.__name__.lower()}: expected all tensors on one "
                                    f"device, got {', '.join(devices)}")
+            return
 
 
 def unbroadcast(grad, shape):

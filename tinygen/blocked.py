@@ -40,7 +40,7 @@ import threading
 
 import numpy as np
 
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, row_sums
 from tinygen.threads import get_num_threads
 
 BLOCK_BYTES = 256 * 1024  # bytes of the widest array per block (measured: docs/cpu_speed.md)
@@ -122,8 +122,13 @@ def row_sums_in_block(x):
     loop, which releases the GIL and calls no BLAS. gemv (backend.row_sums) is faster alone,
     but called from two threads at once OpenBLAS fights over its own thread server: attention
     at shakespeare-char's shapes with its blocks on 2 threads took 1066 ms of CPU time with
-    gemv, 609 with einsum (89 on one thread: OpenBLAS's spinning, above, is the rest)."""
-    return get_array_module(x).einsum("...c->...", x)[..., None]
+    gemv, 609 with einsum (89 on one thread: OpenBLAS's spinning, above, is the rest).
+    On CuPy (never blocked) it is backend.row_sums: one gemv, where CuPy's einsum launches
+    several kernels."""
+    xp = get_array_module(x)
+    if xp is not np:
+        return row_sums(x)
+    return xp.einsum("...c->...", x)[..., None]
 
 
 # ---- the thread pool -----------------------------------------------------------------------

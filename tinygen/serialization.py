@@ -1,13 +1,7 @@
 """Checkpoints: `save(obj, path)` and `load(path, device)` in the safetensors format.
 
-The file layout is Hugging Face's safetensors (github.com/huggingface/safetensors, "Format"):
-
-    8 bytes   N, the length of the header, an unsigned little-endian integer
-    N bytes   the header: UTF-8 JSON, padded with spaces to a multiple of 8 bytes
-              {"__metadata__": {str: str},                          <- optional
-               name: {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...}
-    the rest  the byte buffer: each tensor's raw little-endian C-order bytes, back to back,
-              with no gaps; `data_offsets` count from the start of this buffer.
+The file layout is Hugging Face's safetensors (github.com/huggingface/safetensors, "Format";
+drawn in safetensors_format.py, which reads and writes the bytes).
 
 A model's state_dict (a flat dict of str -> Tensor or array) becomes a plain safetensors file
 whose tensor names are the state_dict keys, so other tools can open the weights.
