@@ -99,6 +99,9 @@ LINALG_CASES = [
          inputs((3, 3))),
     both("linalg.qr(Q)", lambda a: lib(a).qr(tall(a))[0], inputs((2, 4, 3), elements=TINY_AWAY)),
     both("linalg.qr(R)", lambda a: lib(a).qr(tall(a))[1], inputs((2, 4, 3), elements=TINY_AWAY)),
+    both("linalg.qr(Q, wide)", lambda a: lib(a).qr(tall(a))[0],
+         inputs((2, 3, 5), elements=TINY_AWAY)),
+    both("linalg.qr(R, wide)", lambda a: lib(a).qr(tall(a))[1], inputs((3, 5), elements=TINY_AWAY)),
     both("linalg.qr(square, Q and R)", lambda a: lib(a).qr(tall(a))[0] * 2 + lib(a).qr(
         tall(a))[1], inputs((3, 3), elements=TINY_AWAY)),
     both("linalg.eigh(values)", lambda a: lib(a).eigh(separated(a))[0],

@@ -88,7 +88,9 @@ class Cholesky(Function):
 class QR(Function):
     """Q [..., m, k], R [..., k, n] of the reduced QR (k = min(m, n)); `part` picks "Q" or "R".
     For m >= n: with M = R gRᵀ − gQᵀ Q and copyltu(M) = the symmetric matrix of M's lower
-    triangle, gA = (gQ + Q copyltu(M)) R⁻ᵀ (Walter & Lehmann 2018; Seeger et al. 2017)."""
+    triangle, gA = (gQ + Q copyltu(M)) R⁻ᵀ (Walter & Lehmann 2018; Seeger et al. 2017).
+    For m < n, split A = [X | Y] and R = [U | V] after m columns: X = Q U is a square QR and
+    Y = Q V, so gY = Q gV and gX is the square case with gQ + Y gVᵀ (Liao et al. 2019)."""
 
     def forward(self, a, part):
         xp = get_array_module(a)
@@ -99,17 +101,21 @@ class QR(Function):
     def backward(self, grad):
         xp = get_array_module(grad)
         q, r = self.q, self.r
+        gq, gr = (grad, xp.zeros_like(r)) if self.part == "Q" else (xp.zeros_like(q), grad)
         m, n = q.shape[-2], r.shape[-1]
-        if m < n:
-            raise NotImplementedError("qr: the gradient is implemented for m >= n (tall or "
-                                      f"square matrices), this one is {m} x {n}")
-        if self.part == "Q":
-            gq, mat = grad, -(mT(grad) @ q)
-        else:
-            gq, mat = 0, r @ mT(grad)
-        lower = mat * xp.tri(n, dtype=grad.dtype)
-        sym = lower + mT(lower) - lower * _eye(xp, n, grad.dtype)
-        return mT(xp.linalg.solve(r, mT(gq + q @ sym)))  # (…) R⁻ᵀ as a solve with R
+        if m >= n:
+            return _qr_backward_tall(xp, q, r, gq, gr)
+        u, v, gu, gv = r[..., :m], r[..., m:], gr[..., :m], gr[..., m:]
+        gx = _qr_backward_tall(xp, q, u, gq + (q @ v) @ mT(gv), gu)
+        return xp.concatenate([gx, q @ gv], axis=-1)
+
+
+def _qr_backward_tall(xp, q, r, gq, gr):
+    """gA of A = Q R for m >= n (QR's docstring)."""
+    n = r.shape[-1]
+    lower = (r @ mT(gr) - mT(gq) @ q) * xp.tri(n, dtype=gq.dtype)
+    sym = lower + mT(lower) - lower * _eye(xp, n, gq.dtype)
+    return mT(xp.linalg.solve(r, mT(gq + q @ sym)))  # (…) R⁻ᵀ as a solve with R
 
 
 def _gap_inverse(xp, values):
