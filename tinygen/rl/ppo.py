@@ -32,6 +32,16 @@ from tinygen.checks import check_nonnegative, check_positive
 from tinygen.creation import as_tensor, zeros
 from tinygen.optim import clip_grad_norm_
 from tinygen.random import generator
+from tinygen.rl.ppo_diagnostics import (  # noqa: F401  (the diagnostics, re-exported)
+    _approx_kl,
+    _clipfrac,
+    _explained_variance,
+    _mask_on,
+    _mean,
+    approx_kl,
+    clipfrac,
+    explained_variance,
+)
 from tinygen.tensor import Tensor, where
 
 SQRT2 = math.sqrt(2)  # the gain for tanh hidden layers that CleanRL uses
@@ -259,54 +269,6 @@ def value_loss(new_value, old_value, returns, clip_coef, clip_vloss=True, mask=N
     v_clipped = old_value + (new_value - old_value).clip(-clip_coef, clip_coef)
     v_loss_clipped = (v_clipped - returns) ** 2
     return 0.5 * masked_mean(_maximum(v_loss_unclipped, v_loss_clipped), mask)
-
-
-# ---- diagnostics (floats, no gradient) ------------------------------------------------------
-# Each has a private twin on arrays that returns a 0-d array on the device, so that the update
-# collects them without a sync and reads them all at once when it ends.
-def approx_kl(logratio, mask=None):
-    """Estimate of KL(π_old ‖ π_new) from log r = log π_new - log π_old on samples of π_old:
-    mean((r - 1) - log r), unbiased and never negative (Schulman, "Approximating KL
-    divergence", 2020)."""
-    logratio = as_tensor(logratio)
-    return float(_approx_kl(logratio.data, _mask_on(mask, logratio)))
-
-
-def _mask_on(mask, like):
-    """mask's array on the device of the Tensor `like` (None stays None)."""
-    return None if mask is None else as_tensor(mask, like=like).data
-
-
-def _mean(x, mask):
-    return x.mean() if mask is None else (x * mask).sum() / mask.sum()
-
-
-def _approx_kl(logratio, mask=None):
-    return _mean((get_array_module(logratio).exp(logratio) - 1) - logratio, mask)
-
-
-def clipfrac(ratio, clip_coef, mask=None):
-    """Fraction of samples whose ratio was outside [1 - clip_coef, 1 + clip_coef]."""
-    ratio = as_tensor(ratio)
-    return float(_clipfrac(ratio.data, clip_coef, _mask_on(mask, ratio)))
-
-
-def _clipfrac(ratio, clip_coef, mask=None):
-    return _mean((abs(ratio - 1.0) > clip_coef).astype(ratio.dtype), mask)
-
-
-def explained_variance(values, returns, mask=None):
-    """1 - Var(returns - values) / Var(returns): 1 for a perfect critic, 0 for one that
-    predicts a constant, negative when worse than that; NaN when the returns are constant."""
-    values = as_tensor(values)
-    return float(_explained_variance(values.data, as_tensor(returns, like=values).data,
-                                     _mask_on(mask, values)))
-
-
-def _explained_variance(values, returns, mask=None):  # NaN where Var(returns) = 0
-    var_y, var_e = (_mean((x - _mean(x, mask)) ** 2, mask) for x in (returns, returns - values))
-    xp = get_array_module(values)
-    return xp.where(var_y == 0, xp.nan, 1 - var_e / xp.where(var_y == 0, 1, var_y))
 
 
 # ---- the update -----------------------------------------------------------------------------
