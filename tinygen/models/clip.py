@@ -359,11 +359,10 @@ def _scale(logit_scale):
 
 @no_grad()
 def zero_shot_marginal(image_embeds, caption_embeds, caption_class, n_classes, logit_scale):
-    """Class probabilities [N, n_classes] from a softmax over every candidate caption [K, D]
-    at the model's temperature, each class collecting the probability of its captions
-    (caption_class [K] int): attributes a class does not name are summed out, not averaged
-    into one prompt. Embeddings are Tensors (or arrays); returns a Tensor on the device of
-    image_embeds."""
+    """Class probabilities [N, n_classes] (a Tensor on image_embeds' device) from a softmax
+    over every candidate caption [K, D] at the model's temperature, each class collecting
+    its captions' probability (caption_class [K] int): what a class does not name is summed
+    out, not averaged into one prompt."""
     image_embeds = as_tensor(image_embeds)
     caption_embeds = as_tensor(caption_embeds, like=image_embeds)
     caption_class = as_tensor(caption_class, device=image_embeds.device).data
