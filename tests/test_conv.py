@@ -194,8 +194,8 @@ def test_im2col_and_col2im_are_adjoint(device, data):
     S = (data.draw(ints(1, 3)), data.draw(ints(1, 3)))
     D = (data.draw(ints(1, 3)), data.draw(ints(1, 3)))
     P = tuple((data.draw(ints(0, 4)), data.draw(ints(0, 4))) for _ in range(2))
-    H, W = (data.draw(ints(max(1, d * (k - 1) + 1 - lo - hi), 7))
-            for k, d, (lo, hi) in zip(K, D, P))
+    smallest = [max(1, d * (k - 1) + 1 - lo - hi) for k, d, (lo, hi) in zip(K, D, P)]
+    H, W = (data.draw(ints(n, max(n, 7))) for n in smallest)  # a dilated 4-tap kernel spans 10
     out = conv_out_size((H, W), K, S, P, D)
     rng = np.random.default_rng(data.draw(ints(0, 2**32 - 1)))
     x = rng.standard_normal((C, H, W, N))
