@@ -77,6 +77,17 @@ class Interpreter:
             self.depth -= 1
 
     # statements
+    def loop_body(self, body, env):
+        """Run one pass of a loop's body: False after a `break`, True otherwise (`continue`
+        included)."""
+        try:
+            self.block(body, env)
+        except _Break:
+            return False
+        except _Continue:
+            pass
+        return True
+
     def block(self, stmts, env):
         for s in stmts:
             self.stmt(s, env)
@@ -99,22 +110,14 @@ class Interpreter:
         elif isinstance(s, ast.For):
             for item in self.iterable(self.expr(s.iter, env)):
                 self.assign(s.target, item, env)
-                try:
-                    self.block(s.body, env)
-                except _Break:
+                if not self.loop_body(s.body, env):
                     break
-                except _Continue:
-                    continue
             else:
                 self.block(s.orelse, env)
         elif isinstance(s, ast.While):
             while self.truth(self.expr(s.test, env)):
-                try:
-                    self.block(s.body, env)
-                except _Break:
+                if not self.loop_body(s.body, env):
                     break
-                except _Continue:
-                    continue
             else:
                 self.block(s.orelse, env)
         elif isinstance(s, ast.Break):
