@@ -18,6 +18,8 @@ and is asked to fix programs with one injected bug.
     python demos/code.py                        # ~13 min measured on a shared 2-core box
     python demos/code.py --seed 2 --out_dir out/code_2
     python demos/code.py --smoke                # a few seconds, to check that it all runs
+    python demos/code.py --grpo_prompts unseen --eval_every 20   # GRPO on compositions SFT
+                                                # never saw, held-out pass@k as it trains
 
 KL (grpo_kl) is the sum over a program of log π - log π_ref, averaged over the GRPO policy's
 samples on the held-out specs: the sampled estimate of KL(π ‖ π_ref) in nats per program.
@@ -77,6 +79,9 @@ class Args:
     prompts_per_iter: int = 16      # groups per update; B = prompts_per_iter * group_size
     oversample: int = 3             # specs sampled per kept group (only mixed groups are kept)
     rollout_temperature: float = 1.0   # GRPO samples the policy itself
+    grpo_prompts: str = "train"     # "train": SFT's specs; "unseen": fresh specs of training-side
+                                    # compositions SFT never saw (docs/code_synthesis.md)
+    eval_every: int = 0             # held-out pass@k every this many rollouts (0: at the end)
     group_size: int = 8
     learning_rate: float = 3e-5      # 3e-4 (above the end of SFT's schedule) undid SFT
     clip_coef: float = 0.2
@@ -88,19 +93,23 @@ class Args:
     num_shown: int = 4              # held-out specs printed with their programs
 
 
+# --smoke: defaults for a run of seconds (a flag given explicitly still wins)
+SMOKE = {"train_specs": 64, "eval_specs": 4, "repair_specs": 4, "n_layer": 1, "n_embd": 32,
+         "sft_iters": 4, "sft_batch_size": 8, "num_samples": 10, "grpo_iters": 1,
+         "prompts_per_iter": 2, "group_size": 4, "num_shown": 1}
+
+
 def parse_args():
-    args = parse_config(Args, __doc__)
-    if args.smoke:
-        args = dataclasses.replace(args, train_specs=64, eval_specs=4, repair_specs=4,
-                                   n_layer=1, n_embd=32, sft_iters=4, sft_batch_size=8,
-                                   num_samples=10, grpo_iters=1, prompts_per_iter=2,
-                                   group_size=4, num_shown=1)
+    args = parse_config(Args, __doc__, smoke=SMOKE)
     for name in ("train_specs", "eval_specs", "repair_specs", "sft_iters", "num_samples",
                  "group_size", "prompts_per_iter", "holdout_mod", "oversample"):
         if getattr(args, name) < 1:
             raise SystemExit(f"demos/code.py: --{name} must be at least 1")
     if args.num_samples < 10:
         raise SystemExit("demos/code.py: --num_samples must be at least 10 for pass@10")
+    if args.grpo_prompts not in ("train", "unseen"):
+        raise SystemExit(f"demos/code.py: --grpo_prompts must be train or unseen, got "
+                         f"{args.grpo_prompts!r}")
     if args.group_size < 2:
         raise SystemExit("demos/code.py: --group_size must be at least 2 (GRPO compares a group)")
     return args
@@ -271,10 +280,25 @@ optimizer = policy.configure_optimizers(0.0, args.learning_rate, (0.9, 0.99))
 print(f"\n3. GRPO: {args.grpo_iters} rollouts of {args.oversample}x{args.prompts_per_iter} "
       f"training specs x {args.group_size} programs, keeping up to {args.prompts_per_iter} "
       "groups with mixed rewards")
+
+
+def grpo_specs(n):
+    """n prompts for a rollout: SFT's own specs, or fresh specs whose composition is on the
+    training side of the split but not among SFT's (a held-out key is never drawn)."""
+    if args.grpo_prompts == "train":
+        return [train[i] for i in rng.integers(len(train), size=n)]
+    specs = []
+    while len(specs) < n:
+        spec = task.sample(rng)
+        if spec.key not in train_keys:
+            specs.append(spec)
+    return specs
+
+
 history = []
 for it in range(1, args.grpo_iters + 1):
     N, G = args.prompts_per_iter * args.oversample, args.group_size
-    specs = [train[i] for i in rng.integers(len(train), size=N)]
+    specs = grpo_specs(N)
     tokens, mask = sample_until_eos(
         policy, np.repeat(encode_prompts([task.prompt(s) for s in specs], Ps), G, axis=0),
         R, eos_id, args.rollout_temperature)
@@ -292,6 +316,11 @@ for it in range(1, args.grpo_iters + 1):
                            grpo_cfg)
     logs.update(iter=it, reward=float(rewards.mean()), mixed_groups=len(mixed),
                 pass_at_1=float(np.mean([all(p) for p in passed])))
+    if args.eval_every and it % args.eval_every == 0 and it < args.grpo_iters:
+        mid = evaluate(policy, held_out)
+        logs.update(held_out_pass_at_1=mid["pass_at_1"], held_out_pass_at_10=mid["pass_at_10"])
+        print(f"   held-out after {it} rollouts: pass@1 {mid['pass_at_1']:.3f}  pass@10 "
+              f"{mid['pass_at_10']:.3f}")
     history.append(logs)
     if it % max(args.grpo_iters // 10, 1) == 0 or it == 1:
         print(f"grpo iter {it:4d}: reward {logs['reward']:.3f}  pass@1 {logs['pass_at_1']:.3f}"

@@ -146,3 +146,21 @@ def test_demo_smoke(tmp_path):
                          env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
                          timeout=120, check=False)
     assert bad.returncode != 0 and "num_samples" in bad.stderr
+
+
+def test_demo_grpo_on_unseen_compositions(tmp_path):
+    """--grpo_prompts unseen and --eval_every run; a flag given with --smoke wins over the
+    smoke default (2 rollouts, not 1), and each mid-run evaluation lands in grpo_log.json."""
+    cmd = [sys.executable, "demos/code.py", "--smoke", "--grpo_prompts", "unseen",
+           "--grpo_iters", "3", "--eval_every", "1", "--out_dir", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = json.loads((tmp_path / "grpo_log.json").read_text())
+    assert [row["iter"] for row in log] == [1, 2, 3]
+    assert all("held_out_pass_at_1" in row for row in log[:2]) and "held_out_pass_at_1" \
+        not in log[2]   # the last rollout is followed by the full evaluation instead
+    bad = subprocess.run([sys.executable, "demos/code.py", "--grpo_prompts", "test"], cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert bad.returncode != 0 and "grpo_prompts" in bad.stderr
