@@ -91,6 +91,22 @@ def test_requires_grad_propagates(device):
     assert b.grad is None
 
 
+def test_the_graph_is_the_one_recorded_when_the_ops_ran(device):
+    """requires_grad counts when an op runs, not at backward (PyTorch's rule): a weight frozen
+    while the loss was built gets no gradient even if unfrozen before backward, and one
+    frozen after the loss was built still gets its gradient."""
+    w, v = (tg.tensor([3.0], device=device, requires_grad=True) for _ in range(2))
+    x = tg.tensor([2.0], device=device, requires_grad=True)
+    w.requires_grad_(False)
+    loss = (w * x + v * x).sum()
+    w.requires_grad_(True)
+    v.requires_grad_(False)
+    loss.backward()
+    assert w.grad is None
+    np.testing.assert_allclose(v.grad.numpy(), [2.0])
+    np.testing.assert_allclose(x.grad.numpy(), [6.0])
+
+
 def test_retain_grad_keeps_a_non_leaf_gradient(device):
     x = tg.tensor([1.0, 2.0], device=device, requires_grad=True)
     h = (x * 3).retain_grad()
@@ -172,7 +188,7 @@ def test_backward_frees_saved_arrays(device):
     assert "a" in out._ctx.__dict__ and not out._ctx.freed
     out.sum().backward()
     assert out._ctx.freed
-    assert set(out._ctx.__dict__) == {"inputs", "freed"}  # the graph links, nothing else
+    assert set(out._ctx.__dict__) == {"inputs", "needs_input_grad", "freed"}  # the links only
     with pytest.raises(RuntimeError, match="retain_graph"):
         out.sum().backward()
 

@@ -93,9 +93,9 @@ class Function:
 
     def free(self):
         """Drop the arrays saved for backward (everything but the graph links)."""
-        inputs = self.inputs
+        inputs, needs_input_grad = self.inputs, self.needs_input_grad
         self.__dict__.clear()
-        self.inputs, self.freed = inputs, True
+        self.inputs, self.needs_input_grad, self.freed = inputs, needs_input_grad, True
 
 
 class HookHandle:
@@ -159,9 +159,9 @@ def _topological_order(root):
             continue
         visited.add(id(t))
         stack.append((t, True))
-        if t._ctx is not None:
-            for parent in t._ctx.inputs:
-                if parent.requires_grad and id(parent) not in visited:
+        if t._ctx is not None:  # the inputs that needed a gradient when the op ran (PyTorch)
+            for parent, needed in zip(t._ctx.inputs, t._ctx.needs_input_grad):
+                if needed and id(parent) not in visited:
                     stack.append((parent, False))
     return reversed(order)
 
@@ -226,8 +226,8 @@ def backward(root, grad, retain_graph=False):
                 f"{type(fn).__name__}.backward returned {len(gxs)} gradient(s) for "
                 f"{len(fn.inputs)} input(s): return one per positional input of apply, in "
                 "order, with None where no gradient flows")
-        for i, (x, gx) in enumerate(zip(fn.inputs, gxs)):
-            if gx is None or not x.requires_grad:
+        for i, (x, gx, needed) in enumerate(zip(fn.inputs, gxs, fn.needs_input_grad)):
+            if gx is None or not needed:
                 continue
             try:
                 gx = unbroadcast(gx, x.data.shape)

@@ -13,7 +13,7 @@ def topological_order(root):
         visited.add(id(t))
         stack.append((t, True))
         if t._ctx is not None:
-            for parent in t._ctx.inputs:
-                if parent.requires_grad and id(parent) not in visited:
+            for parent, needed in zip(t._ctx.inputs, t._ctx.needs_input_grad):
+                if needed and id(parent) not in visited:   # needed when the op ran
                     stack.append((parent, False))
     return order[::-1]             # post-order reversed: consumers before producers
