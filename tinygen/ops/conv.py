@@ -28,6 +28,7 @@ import numbers
 
 from tinygen.autograd import Function
 from tinygen.backend import from_batch_last, row_sums, to_batch_last
+from tinygen.blocked import matmul, matmul_long_inner
 from tinygen.ops.im2col import col2im, conv_out_size, im2col
 
 
@@ -147,7 +148,7 @@ def conv_output(weight, cols, N, out_size, groups, bias=None):
     -> images [N, A, H_out, W_out], L = H_out*W_out*N. conv2d's forward, and
     conv_transpose2d's input gradient (with A = C_in)."""
     A = weight.shape[0]
-    out = (grouped(weight, groups) @ grouped(cols, groups)).reshape(A, -1)   # [A, L]
+    out = matmul(grouped(weight, groups), grouped(cols, groups)).reshape(A, -1)  # [A, L]
     if bias is not None:
         out += bias[:, None]
     return from_batch_last(out.reshape(A, *out_size, N))
@@ -176,7 +177,7 @@ def input_grad_by_col2im(grad_rows, grad_rows_size, weight, x_shape, stride, pad
     """conv_input_grad as weightᵀ @ grad per group, then col2im (any stride)."""
     N, C, H, W = x_shape
     wT = grouped(weight, groups).transpose(0, 2, 1)                  # [G, B*K_h*K_w, A/G]
-    gcols = (wT @ grouped(grad_rows, groups)).reshape(-1, grad_rows.shape[1])
+    gcols = matmul(wT, grouped(grad_rows, groups)).reshape(-1, grad_rows.shape[1])
     rows = col2im(gcols, (C, H, W, N), weight.shape[2:], stride, padding, dilation,
                   grad_rows_size)
     return from_batch_last(rows)                                     # [N, C, H, W]
@@ -226,7 +227,7 @@ def flipped_transposed(weight, groups):
 def weight_grad(a_rows, cols, weight_shape, groups):
     """a_rows [A, L] @ colsᵀ [L, B*K_h*K_w] per group -> the weight gradient [A, B, K_h, K_w]."""
     ga, gc = grouped(a_rows, groups), grouped(cols, groups)
-    return (ga @ gc.transpose(0, 2, 1)).reshape(weight_shape)
+    return matmul_long_inner(ga, gc.transpose(0, 2, 1)).reshape(weight_shape)
 
 
 # ---- the Functions ----------------------------------------------------------------------
