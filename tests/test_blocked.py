@@ -215,7 +215,8 @@ def blas_threads(request, monkeypatch):
 
 
 @pytest.mark.parametrize("shapes", [((7, 13), (13, 50)), ((40, 9), (9, 5)),
-                                    ((3, 6, 11), (3, 11, 29)), ((2, 33, 4), (4, 3))])
+                                    ((3, 6, 11), (3, 11, 29)), ((2, 33, 4), (4, 3)),
+                                    ((6, 1), (1, 50))])
 def test_split_matmul_equals_matmul(blas_threads, shapes):
     """matmul cuts the output's longer axis (rows or columns, batched or not) into blocks:
     each entry is the same dot product, a @ b's within float32 rounding (BLAS's kernels

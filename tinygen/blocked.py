@@ -151,6 +151,8 @@ def matmul(a, b):
     longer axis, rows of a or columns of b, cut into blocks shared among BLAS's threads
     (tg.set_num_threads), each block a one-thread BLAS call: a @ b within float32 rounding
     (BLAS's kernels may sum a block's edge in another order), the same on every run."""
+    if a.shape[-1] == 1:  # an outer product: NumPy's matmul leaves BLAS for a slow loop
+        return a * b       # there (backend.mm); the broadcast product is the same numbers
     n = _matmul_threads(a, b)
     if n == 1:
         return a @ b
