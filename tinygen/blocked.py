@@ -151,8 +151,9 @@ def matmul(a, b):
     longer axis, rows of a or columns of b, cut into blocks shared among BLAS's threads
     (tg.set_num_threads), each block a one-thread BLAS call: a @ b within float32 rounding
     (BLAS's kernels may sum a block's edge in another order), the same on every run."""
-    if a.shape[-1] == 1:  # an outer product: NumPy's matmul leaves BLAS for a slow loop
-        return a * b       # there (backend.mm); the broadcast product is the same numbers
+    if a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == 1:
+        # an outer product: NumPy's matmul leaves BLAS there for a slow loop (backend.mm);
+        return a * b      # the broadcast product is the same numbers
     n = _matmul_threads(a, b)
     if n == 1:
         return a @ b
@@ -196,12 +197,14 @@ def _matmul_threads(a, b):
     if not (_state["enabled"] and _state["matmul"]) or type(a) is not np.ndarray or (
             type(b) is not np.ndarray):
         return 1
-    if a.ndim < 2 or b.ndim < 2:
+    if a.ndim < 2 or b.ndim < 2 or a.size == 0 or b.size == 0:
         return 1
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    macs = int(np.prod(batch)) * a.shape[-2] * a.shape[-1] * b.shape[-1]
     n = get_num_threads() or 1
-    return n if macs >= MATMUL_MIN_MACS else 1
+    if n == 1:
+        return 1
+    M, K, L = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = max(a.size // (M * K), b.size // (K * L))     # broadcast batch size
+    return n if batch * M * K * L >= MATMUL_MIN_MACS else 1
 
 
 def _cuts(n, threads):
