@@ -27,6 +27,10 @@ took 4x and 7x more CPU time). Hence one thread by default; set_threads("auto") 
 TINYGEN_BLOCKED_THREADS=auto shares the blocks among tg.set_num_threads threads (try it with
 OPENBLAS_THREAD_TIMEOUT set low, or on more cores).
 
+The same pool shares out large matrix products (`matmul`, `matmul_long_inner`: blocks of
+the output, or of the inner axis, each a one-thread BLAS call), which conv layers and
+Linear use: OpenBLAS's own threads stall when a core is busy (the section below).
+
 Only NumPy arrays are blocked. Small arrays (a block's worth or less), CuPy arrays (one
 kernel per ufunc on the GPU already uses all of it) and `disabled()` run `f` once on the
 whole arrays: the plain expression, what the results are compared with.
