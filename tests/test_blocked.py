@@ -201,3 +201,62 @@ def test_a_forked_child_gets_its_own_pool(threads):
         os._exit(0 if (out[:, 0] == x[:, 0] + 1).all() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ---- matrix products shared out by hand -------------------------------------------------
+@pytest.fixture(params=[1, 2, 3])
+def blas_threads(request, monkeypatch):
+    """BLAS at n threads, every product large enough to be split."""
+    before = tg.get_num_threads()
+    monkeypatch.setattr(blocked, "MATMUL_MIN_MACS", 1)
+    tg.set_num_threads(request.param)
+    yield request.param
+    tg.set_num_threads(before)
+
+
+@pytest.mark.parametrize("shapes", [((7, 13), (13, 50)), ((40, 9), (9, 5)),
+                                    ((3, 6, 11), (3, 11, 29)), ((2, 33, 4), (4, 3)),
+                                    ((6, 1), (1, 50))])
+def test_split_matmul_equals_matmul(blas_threads, shapes):
+    """matmul cuts the output's longer axis (rows or columns, batched or not) into blocks:
+    each entry is the same dot product, a @ b's within float32 rounding (BLAS's kernels
+    may order a block's edge differently); OpenBLAS gets its thread count back afterwards."""
+    a, b = rand(shapes[0]), rand(shapes[1], 1)
+    got = blocked.matmul(a, b)
+    assert got.dtype == np.float32 and got.shape == (a @ b).shape
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, blocked.matmul(a, b))  # the same on every run
+    assert tg.get_num_threads() == blas_threads
+
+
+@pytest.mark.parametrize("shapes", [((5, 1000), (1000, 7)), ((2, 3, 301), (2, 301, 4))])
+def test_split_inner_matmul_sums_in_a_fixed_order(blas_threads, shapes):
+    a, b = rand(shapes[0]), rand(shapes[1], 1)
+    got = blocked.matmul_long_inner(a, b)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got, blocked.matmul_long_inner(a, b))  # run to run
+    assert got.dtype == np.float32 and tg.get_num_threads() == blas_threads
+
+
+def test_split_matmul_only_on_numpy_and_large(monkeypatch):
+    """Below MATMUL_MIN_MACS, on one BLAS thread, disabled() and TINYGEN_BLOCKED_MATMUL=0
+    it is a plain a @ b (no pool, no change of OpenBLAS's threads)."""
+    calls = []
+    monkeypatch.setattr(blocked, "_run_one_thread_blas", lambda *a: calls.append(a))
+    a, b = rand((64, 64)), rand((64, 64), 1)
+    before = tg.get_num_threads()
+    tg.set_num_threads(2)
+    try:
+        blocked.matmul(a, b)                                  # 2^18 MACs: too small
+        monkeypatch.setattr(blocked, "MATMUL_MIN_MACS", 1)
+        with blocked.disabled():
+            blocked.matmul(a, b)
+        monkeypatch.setitem(blocked._state, "matmul", False)
+        blocked.matmul_long_inner(a, b)
+        assert calls == []
+        monkeypatch.setitem(blocked._state, "matmul", True)
+        blocked.matmul(a, b)
+        assert len(calls) == 1
+    finally:
+        tg.set_num_threads(before)

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 import tinygen as tg
 import tinygen.nn.functional as F
+import tinygen.ops.conv
 from tinygen import nn
 from tinygen.backend import module_for, to_numpy
 from tinygen.backend import to_batch_last as to_rows
+from tinygen.ops.conv import full_padding, input_grad_as_conv, input_grad_by_col2im
 from tinygen.ops.im2col import col2im, conv_out_size, im2col
 
 try:
@@ -210,6 +212,69 @@ def test_im2col_and_col2im_are_adjoint(device, data):
     back = to_numpy(col2im(xp.asarray(c), x.shape, K, S, P, D))
     np.testing.assert_allclose((cols * c).sum(), (x * back).sum(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(back, col2im(c, x.shape, K, S, P, D), rtol=1e-12, atol=1e-12)
+
+
+@given(data=st.data())
+def test_stride_one_input_grad_as_a_convolution(device, data):
+    """A stride-1 layer's input gradient as a convolution of the padded output gradient
+    with the flipped, transposed kernel (ops/conv.py: input_grad_as_conv) equals the col2im
+    path and PyTorch's, over groups, dilations, paddings per side (the asymmetric 'same'
+    split included), fewer or more output channels, and a transposed layer's output
+    padding; paddings past d (K - 1) fall back to col2im (full_padding is None)."""
+    ints = st.integers
+    G = data.draw(ints(1, 2))
+    B, A_g, N = data.draw(ints(1, 3)), data.draw(ints(1, 3)), data.draw(ints(1, 2))
+    K = (data.draw(ints(1, 3)), data.draw(ints(1, 3)))
+    D = (data.draw(ints(1, 2)), data.draw(ints(1, 2)))
+    P = tuple((data.draw(ints(0, 3)), data.draw(ints(0, 3))) for _ in range(2))
+    smallest = [max(1, d * (k - 1) + 1 - lo - hi) for k, d, (lo, hi) in zip(K, D, P)]
+    H, W = (data.draw(ints(n, n + 4)) for n in smallest)
+    out = conv_out_size((H, W), K, (1, 1), P, D)
+    xp, rng = module_for(device), np.random.default_rng(data.draw(ints(0, 2**32 - 1)))
+    weight = rng.standard_normal((G * A_g, B, *K))                  # [A, B, K_h, K_w]
+    g = rng.standard_normal((G * A_g, out[0] * out[1] * N))         # rows [A, H_out*W_out*N]
+    args = (xp.asarray(g), out, xp.asarray(weight), (N, G * B, H, W))
+    want = to_numpy(input_grad_by_col2im(*args, (1, 1), P, D, G))
+    back = full_padding(out, (H, W), K, (1, 1), P, D)
+    if any(lo > d * (k - 1) or hi > d * (k - 1) for k, d, (lo, hi) in zip(K, D, P)):
+        assert back is None
+        return
+    got = to_numpy(input_grad_as_conv(*args, back, D, G))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    if torch is not None:  # PyTorch's input gradient, through its autograd
+        grad = np.moveaxis(g.reshape(G * A_g, *out, N), -1, 0)
+        x = torch.zeros((N, G * B, H, W), dtype=torch.float64, requires_grad=True)
+        padded = torch.nn.functional.pad(x, (*P[1], *P[0]))
+        y = torch.nn.functional.conv2d(padded, torch.tensor(weight), dilation=D, groups=G)
+        y.backward(torch.tensor(grad))
+        np.testing.assert_allclose(got, x.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@needs_torch
+@pytest.mark.parametrize("groups", [1, 2])
+def test_stride_one_conv_transpose_with_dilation_and_output_padding(groups, monkeypatch):
+    """conv_transpose2d at stride 1 runs input_grad_as_conv; output_padding < dilation."""
+    calls = []
+
+    def counted(*args):
+        calls.append(args[3])
+        return input_grad_as_conv(*args)
+
+    monkeypatch.setattr(tinygen.ops.conv, "input_grad_as_conv", counted)
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((4, 4 // groups, 3, 2))
+    ours = [tg.tensor(a, requires_grad=True) for a in (x, w)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w)]
+    args = {"stride": 1, "padding": (1, 0), "output_padding": (1, 0), "groups": groups,
+            "dilation": (2, 1)}
+    out = F.conv_transpose2d(*ours, **args)
+    assert calls == [out.shape]
+    want = torch.nn.functional.conv_transpose2d(*theirs, **args)
+    np.testing.assert_allclose(out.numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-10)
+    out.backward(np.ones(out.shape))
+    want.backward(torch.ones(want.shape, dtype=torch.float64))
+    for t, u in zip(ours, theirs):
+        np.testing.assert_allclose(t.grad.numpy(), u.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
 # ---- layers -------------------------------------------------------------------------------

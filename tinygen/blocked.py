@@ -27,6 +27,10 @@ took 4x and 7x more CPU time). Hence one thread by default; set_threads("auto") 
 TINYGEN_BLOCKED_THREADS=auto shares the blocks among tg.set_num_threads threads (try it with
 OPENBLAS_THREAD_TIMEOUT set low, or on more cores).
 
+The same pool shares out large matrix products (`matmul`, `matmul_long_inner`: blocks of
+the output, or of the inner axis, each a one-thread BLAS call), which conv layers and
+Linear use: OpenBLAS's own threads stall when a core is busy (the section below).
+
 Only NumPy arrays are blocked. Small arrays (a block's worth or less), CuPy arrays (one
 kernel per ufunc on the GPU already uses all of it) and `disabled()` run `f` once on the
 whole arrays: the plain expression, what the results are compared with.
@@ -41,13 +45,14 @@ import threading
 import numpy as np
 
 from tinygen.backend import get_array_module, row_sums
-from tinygen.threads import get_num_threads
+from tinygen.threads import get_num_threads, set_num_threads
 
 BLOCK_BYTES = 256 * 1024  # bytes of the widest array per block (measured: docs/cpu_speed.md)
 
 # threads: 1 by default (measured below); "auto" (None) follows tg.set_num_threads
 _THREADS = os.environ.get("TINYGEN_BLOCKED_THREADS", "1")
 _state = {"enabled": os.environ.get("TINYGEN_BLOCKED", "1") != "0", "pool": None,
+          "matmul": os.environ.get("TINYGEN_BLOCKED_MATMUL", "1") != "0",
           "threads": None if _THREADS == "auto" else max(1, int(_THREADS))}
 
 
@@ -129,6 +134,96 @@ def row_sums_in_block(x):
     if xp is not np:
         return row_sums(x)
     return xp.einsum("...c->...", x)[..., None]
+
+
+# ---- matrix products shared out by hand --------------------------------------------------
+# OpenBLAS threads one product by cutting it statically among its threads, which then meet
+# at a barrier for every block of the inner axis. A conv layer's weight gradient, [A, L] @
+# [L, B] with L = pixels x batch (65536 in the residual net), has ~200 such meetings; when
+# another job holds one of the two cores each meeting waits for it, and that one product
+# took 1.6 s instead of 8 ms at 2 threads (2-core EPYC, load 2.5; the forward's W @ cols
+# 22 ms instead of 8). Cut into blocks that one-thread BLAS calls take in turn from this
+# module's pool, the product runs at one-thread speed or better whatever the load: 7.9 ms
+# (min) for that weight gradient, 7.8 for the forward, against 8.0 and 7.3 on one thread.
+
+MATMUL_MIN_MACS = 1 << 24   # smaller products are not worth waking a thread (~1/4 ms)
+MATMUL_BLOCKS_PER_THREAD = 4
+
+
+def matmul(a, b):
+    """a @ b (NumPy's batched matmul rules, a [..., M, K], b [..., K, L]) with the output's
+    longer axis, rows of a or columns of b, cut into blocks shared among BLAS's threads
+    (tg.set_num_threads), each block a one-thread BLAS call: a @ b within float32 rounding
+    (BLAS's kernels may sum a block's edge in another order), the same on every run."""
+    if a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == 1:
+        # an outer product: NumPy's matmul leaves BLAS there for a slow loop (backend.mm);
+        return a * b      # the broadcast product is the same numbers
+    n = _matmul_threads(a, b)
+    if n == 1:
+        return a @ b
+    M, L = a.shape[-2], b.shape[-1]
+    out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (M, L),
+                   np.result_type(a, b))
+    if L >= M:                                      # blocks of columns: out[..., s]
+        work = [lambda s=s: np.matmul(a, b[..., s], out=out[..., s])
+                for s in _cuts(L, n)]
+    else:                                           # blocks of rows: out[..., s, :]
+        work = [lambda s=s: np.matmul(a[..., s, :], b, out=out[..., s, :])
+                for s in _cuts(M, n)]
+    _run_one_thread_blas(work, n)
+    return out
+
+
+def matmul_long_inner(a, b):
+    """a @ b for a long inner axis K (a weight gradient: [A, L] @ [L, B], L = pixels x
+    batch), K cut into blocks whose products, taken by BLAS's threads as in `matmul`, are
+    summed in a fixed order: a @ b within float32 rounding, the same on every run."""
+    n = _matmul_threads(a, b)
+    if n == 1:
+        return a @ b
+    cuts = _cuts(a.shape[-1], n)
+    parts = [None] * len(cuts)
+
+    def product(j, s):
+        parts[j] = a[..., s] @ b[..., s, :]
+
+    _run_one_thread_blas([lambda j=j, s=s: product(j, s) for j, s in enumerate(cuts)], n)
+    out = parts[0]
+    for p in parts[1:]:
+        out += p
+    return out
+
+
+def _matmul_threads(a, b):
+    """How many threads `matmul` shares a product among: BLAS's, for a NumPy product of
+    MATMUL_MIN_MACS or more; 1 (a plain a @ b, threaded by OpenBLAS itself) otherwise: CuPy,
+    `disabled()`, and TINYGEN_BLOCKED_MATMUL=0 (to compare the two) included."""
+    if not (_state["enabled"] and _state["matmul"]) or type(a) is not np.ndarray or (
+            type(b) is not np.ndarray):
+        return 1
+    if a.ndim < 2 or b.ndim < 2 or a.size == 0 or b.size == 0:
+        return 1
+    n = get_num_threads() or 1
+    if n == 1:
+        return 1
+    M, K, L = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = max(a.size // (M * K), b.size // (K * L))     # broadcast batch size
+    return n if batch * M * K * L >= MATMUL_MIN_MACS else 1
+
+
+def _cuts(n, threads):
+    step = -(-n // (threads * MATMUL_BLOCKS_PER_THREAD))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _run_one_thread_blas(work, n_threads):
+    """Run `work` on n_threads threads with OpenBLAS on one thread meanwhile (so each block
+    is one plain BLAS call in the thread that takes it), then give OpenBLAS its threads back."""
+    set_num_threads(1)
+    try:
+        _run(work, n_threads)
+    finally:
+        set_num_threads(n_threads)
 
 
 # ---- the thread pool -----------------------------------------------------------------------
