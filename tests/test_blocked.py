@@ -206,8 +206,10 @@ def test_a_forked_child_gets_its_own_pool(threads):
 # ---- matrix products shared out by hand -------------------------------------------------
 @pytest.fixture(params=[1, 2, 3])
 def blas_threads(request, monkeypatch):
-    """BLAS at n threads, every product large enough to be split."""
+    """BLAS at n threads, the split products on (TINYGEN_BLOCKED_MATMUL=1) and every product
+    large enough to be split."""
     before = tg.get_num_threads()
+    monkeypatch.setitem(blocked._state, "matmul", True)
     monkeypatch.setattr(blocked, "MATMUL_MIN_MACS", 1)
     tg.set_num_threads(request.param)
     yield request.param
@@ -241,8 +243,9 @@ def test_split_inner_matmul_sums_in_a_fixed_order(blas_threads, shapes):
 
 def test_split_matmul_only_on_numpy_and_large(monkeypatch):
     """Below MATMUL_MIN_MACS, on one BLAS thread, disabled() and TINYGEN_BLOCKED_MATMUL=0
-    it is a plain a @ b (no pool, no change of OpenBLAS's threads)."""
+    (the default) it is a plain a @ b (no pool, no change of OpenBLAS's threads)."""
     calls = []
+    monkeypatch.setitem(blocked._state, "matmul", True)
     monkeypatch.setattr(blocked, "_run_one_thread_blas", lambda *a: calls.append(a))
     a, b = rand((64, 64)), rand((64, 64), 1)
     before = tg.get_num_threads()

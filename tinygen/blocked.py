@@ -14,8 +14,8 @@ next to PyTorch, which runs one fused, vectorised loop on every core:
 
 `in_row_blocks(f, *rows)` does both: it calls `f` on matching row blocks of the arrays, on
 `threads()` threads, and waits for them all. The op's formula is `f`, written on whole
-arrays and read as such; it must be elementwise along axis 0 (each output row depends only on the same input rows), and
-it writes its results into output arrays passed in `rows` (`out=`), not return them.
+arrays and read as such; it must be elementwise along axis 0 (each output row depends
+only on the same input rows), and it writes its results into output arrays passed in `rows` (`out=`), not return them.
 
 Measured on that machine (2 cores shared with other jobs, NumPy 2.4.6, float32; the figures
 in docs/cpu_speed.md): the blocks, on one thread, cut the CPU time of Adam's update at
@@ -29,7 +29,8 @@ OPENBLAS_THREAD_TIMEOUT set low, or on more cores).
 
 The same pool shares out large matrix products (`matmul`, `matmul_long_inner`: blocks of
 the output, or of the inner axis, each a one-thread BLAS call), which conv layers and
-Linear use: OpenBLAS's own threads stall when a core is busy (the section below).
+Linear call: OpenBLAS's own threads stall when a core is busy (the section below). It is
+off unless TINYGEN_BLOCKED_MATMUL=1: on a quiet machine OpenBLAS's threads are faster.
 
 Only NumPy arrays are blocked. Small arrays (a block's worth or less), CuPy arrays (one
 kernel per ufunc on the GPU already uses all of it) and `disabled()` run `f` once on the
@@ -52,7 +53,7 @@ BLOCK_BYTES = 256 * 1024  # bytes of the widest array per block (measured: docs/
 # threads: 1 by default (measured below); "auto" (None) follows tg.set_num_threads
 _THREADS = os.environ.get("TINYGEN_BLOCKED_THREADS", "1")
 _state = {"enabled": os.environ.get("TINYGEN_BLOCKED", "1") != "0", "pool": None,
-          "matmul": os.environ.get("TINYGEN_BLOCKED_MATMUL", "1") != "0",
+          "matmul": os.environ.get("TINYGEN_BLOCKED_MATMUL", "0") == "1",   # opt-in, below
           "threads": None if _THREADS == "auto" else max(1, int(_THREADS))}
 
 
@@ -146,6 +147,10 @@ def row_sums_in_block(x):
 # module's pool, the product runs at one-thread speed or better whatever the load: 7.9 ms
 # (min) for that weight gradient, 7.8 for the forward, against 8.0 and 7.3 on one thread.
 
+# Off by default (TINYGEN_BLOCKED_MATMUL=1 turns it on): on a quiet machine OpenBLAS's own
+# threads win -- residual net 1.65x PyTorch without the split, 1.88x with it; DCGAN 0.94x
+# against 1.53x (2 Dec, 2-core EPYC, load < 1; docs/cpu_speed.md). Turn it on where other
+# jobs share the cores.
 MATMUL_MIN_MACS = 1 << 24   # smaller products are not worth waking a thread (~1/4 ms)
 MATMUL_BLOCKS_PER_THREAD = 4
 
@@ -197,7 +202,7 @@ def matmul_long_inner(a, b):
 def _matmul_threads(a, b):
     """How many threads `matmul` shares a product among: BLAS's, for a NumPy product of
     MATMUL_MIN_MACS or more; 1 (a plain a @ b, threaded by OpenBLAS itself) otherwise: CuPy,
-    `disabled()`, and TINYGEN_BLOCKED_MATMUL=0 (to compare the two) included."""
+    `disabled()`, and TINYGEN_BLOCKED_MATMUL unset (the default) included."""
     if not (_state["enabled"] and _state["matmul"]) or type(a) is not np.ndarray or (
             type(b) is not np.ndarray):
         return 1
