@@ -172,17 +172,8 @@ def from_batch_last(rows):
     return rows.transpose(rows.ndim - 1, *range(rows.ndim - 1))
 
 
-def mm_like(x, a, b):
-    """a @ b (2-D, shaped like x), laid out in memory as x is: batch-last when x is.
-
-    A gradient should share its input's memory order: elementwise ops between arrays of
-    mismatched orders are several times slower in NumPy. Linear's input gradient after a
-    flattened conv output is the case: (bᵀ aᵀ)ᵀ is the same product, batch-last."""
-    return mm(b.T, a.T).T if is_batch_last(x) else mm(a, b)
-
-
 def channel_sums(x3):
-    """x3 [N, C, L] summed over N and L -> [C] (batch norm's statistics), as gemv.
+    """x3 [N, C, L] summed over N and L -> [C] (batch norm's statistics).
 
     A batch-last x3 is one [C, L*N] matrix in memory: one pass of row sums, on NumPy by
     einsum's vectorised loop rather than gemv: OpenBLAS's gemv at 2 threads took 3.9 ms for
@@ -192,7 +183,7 @@ def channel_sums(x3):
     N, C, L = x3.shape
     if is_batch_last(x3):
         rows = x3.transpose(1, 2, 0).reshape(C, L * N)
-        if get_array_module(x3) is np:  # einsum's loop: no BLAS threads (see below)
+        if get_array_module(x3) is np:  # einsum's loop: no BLAS threads (see above)
             return np.einsum("cm->c", rows)
         return row_sums(rows)[:, 0]
     per_image = row_sums(x3.reshape(N * C, L)).reshape(N, C) if L > 1 else x3.reshape(N, C)
