@@ -122,6 +122,36 @@ def test_attention_dropout_only_in_training():
     assert not np.allclose(on, plain)
 
 
+@pytest.mark.parametrize("causal, dropout_p", [(True, 0.0), (False, 0.0), (True, 0.3)])
+def test_packed_qkv_attention_equals_split_attend_merge(causal, dropout_p):
+    """One node over qkv [B, T, 3C] gives what the six-node composition gives, forward and
+    backward (GPT's attention takes this path when training)."""
+    B, T, nh, hs = 2, 5, 3, 4
+    data = np.random.default_rng(3).standard_normal((B, T, 3 * nh * hs))
+    up = np.random.default_rng(4).standard_normal((B, T, nh * hs))
+    outs = []
+    for packed in (True, False):
+        qkv = tg.tensor(data, requires_grad=True)
+        tg.manual_seed(0)  # the same dropout mask both ways
+        if packed:
+            y = F.packed_qkv_attention(qkv, nh, dropout_p, is_causal=causal)
+        else:
+            q, k, v = qkv.reshape(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+            y = y.permute(0, 2, 1, 3).reshape(B, T, nh * hs)
+        (y * tg.tensor(up)).sum().backward()
+        outs.append((y.numpy(), qkv.grad.numpy()))
+    for got, want in zip(*outs):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    qkv = tg.tensor(data, requires_grad=True)
+    assert tg.gradcheck(lambda t: F.packed_qkv_attention(t, nh, is_causal=causal), [qkv])
+
+
+def test_packed_qkv_attention_rejects_a_bad_shape():
+    with pytest.raises(ValueError, match="packed_qkv_attention: qkv .* n_head=2"):
+        F.packed_qkv_attention(tg.zeros(1, 3, 9), 2)
+
+
 def test_attention_bool_mask_equals_additive_mask():
     rng = np.random.default_rng(1)
     q, k, v = (tg.tensor(rng.standard_normal((1, 2, 3, 4))) for _ in range(3))

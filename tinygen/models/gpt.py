@@ -70,6 +70,11 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cache=None):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        dropout_p = self.dropout if self.training else 0.0
+        if self.rope_base is None and cache is None:  # training: split heads, attend, merge
+            y = F.packed_qkv_attention(self.c_attn(x), nh, dropout_p,  # ... in one node
+                                       is_causal=self.is_causal and T > 1)
+            return self.resid_dropout(self.c_proj(y))
         qkv = self.c_attn(x).reshape(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # [3, B, nh, T, hs]
         q, k, v = qkv[0], qkv[1], qkv[2]
         if self.rope_base is not None:  # rotate q, k by their absolute positions
@@ -79,8 +84,7 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_append(cache, k, v)
         # one query after its keys (a cached step) sees them all: no mask to add
         y = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal and T > 1,
-                                           training=self.training,
-                                           dropout_p=self.dropout if self.training else 0.0)
+                                           dropout_p=dropout_p)
         y = y.permute(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
         return self.resid_dropout(self.c_proj(y))
 

@@ -229,3 +229,16 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_caus
         mask = xp.where(m, 0, -xp.inf).astype(q.dtype) if m.dtype == bool else m
     return ops.ScaledDotProductAttention.apply(q, k, v, is_causal=is_causal, attn_mask=mask,
                                                scale=scale, dropout=drop)
+
+
+def packed_qkv_attention(qkv, n_head, dropout_p=0.0, is_causal=False, training=True):
+    """Attention over one projection's packed output qkv [B, T, 3C] (q, k, v side by side,
+    n_head heads each) -> [B, T, C], the heads side by side again: the same numbers as
+    splitting q, k, v into heads, scaled_dot_product_attention, and merging the heads,
+    in one node (ops.PackedQKVAttention says why that is faster)."""
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
+        raise ValueError(f"packed_qkv_attention: qkv {tuple(qkv.shape)} must be [B, T, 3C] "
+                         f"with C divisible by n_head={n_head}")
+    B, T, _ = qkv.shape
+    drop = _keep_mask((B, n_head, T, T), qkv, dropout_p) if dropout_p > 0 and training else None
+    return ops.PackedQKVAttention.apply(qkv, n_head=n_head, is_causal=is_causal, dropout=drop)

@@ -36,7 +36,7 @@ from tinygen.ops.activation import (  # noqa: F401
     SigmoidFunction,
     TanhFunction,
 )
-from tinygen.ops.attention import ScaledDotProductAttention  # noqa: F401
+from tinygen.ops.attention import PackedQKVAttention, ScaledDotProductAttention  # noqa: F401
 from tinygen.ops.conv import Conv2dFunction, ConvTranspose2dFunction  # noqa: F401
 from tinygen.ops.dropout import DropoutFunction  # noqa: F401
 from tinygen.ops.einsum import Einsum  # noqa: F401
