@@ -225,9 +225,18 @@ def flipped_transposed(weight, groups):
 
 
 def weight_grad(a_rows, cols, weight_shape, groups):
-    """a_rows [A, L] @ colsᵀ [L, B*K_h*K_w] per group -> the weight gradient [A, B, K_h, K_w]."""
+    """a_rows [A, L] @ colsᵀ [L, B*K_h*K_w] per group -> the weight gradient [A, B, K_h, K_w].
+
+    Computed as (cols @ a_rowsᵀ)ᵀ, the same product, when the columns have more rows than
+    a_rows (B*K_h*K_w > A/G): OpenBLAS is 1.1-1.5x faster with the longer side on the left
+    here (a residual net's [16, 65536] @ [65536, 144]: 5.6 -> 3.8 ms; 2-core EPYC, AVX-512),
+    and slower the other way round (a [32, 16384] @ [16384, 16] shortcut: 0.27 -> 0.35)."""
     ga, gc = grouped(a_rows, groups), grouped(cols, groups)
-    return matmul_long_inner(ga, gc.transpose(0, 2, 1)).reshape(weight_shape)
+    if gc.shape[1] > ga.shape[1]:
+        product = matmul_long_inner(gc, ga.transpose(0, 2, 1)).transpose(0, 2, 1)
+    else:
+        product = matmul_long_inner(ga, gc.transpose(0, 2, 1))
+    return product.reshape(weight_shape)
 
 
 # ---- the Functions ----------------------------------------------------------------------
