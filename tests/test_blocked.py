@@ -263,3 +263,13 @@ def test_split_matmul_only_on_numpy_and_large(monkeypatch):
         assert len(calls) == 1
     finally:
         tg.set_num_threads(before)
+
+
+def test_block_size_follows_the_l2_cache(tmp_path):
+    assert 256 * 1024 <= blocked.BLOCK_BYTES <= 2 << 20
+    for index, level, size in (("index0", "1", "48K"), ("index2", "2", "1024K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "level").write_text(level + "\n")
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert blocked.l2_bytes(tmp_path) == 1 << 20
+    assert blocked.l2_bytes(tmp_path / "absent", default=12345) == 12345
