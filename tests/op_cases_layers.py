@@ -127,6 +127,30 @@ def attention_case(env, causal=False, kv_cache=False, mask=None, scale=None, dro
     return leaves, fn, composed
 
 
+def packed_qkv_attention_case(env, causal=False, dropout_p=0.0):
+    """F.packed_qkv_attention against splitting qkv, attention written out, merging."""
+    B, T, nh, hs = env.size(1, 2), env.size(1, 4), env.size(1, 2), env.size(1, 3)
+    seed = env.draw(st.integers(0, 2**16))
+    if dropout_p:  # the mask that `fn` draws, scaled by 1/(1-p)
+        tg.manual_seed(seed)
+        keep_att = tg.tensor(F.dropout(tg.ones(B, nh, T, T, dtype=env.dtype,
+                                               device=env.device), dropout_p).data)
+    allowed = np.tril(np.ones((T, T), dtype=bool)) if causal else np.ones((T, T), bool)
+
+    def fn(qkv):
+        tg.manual_seed(seed)
+        return F.packed_qkv_attention(qkv, nh, dropout_p, is_causal=causal)
+
+    def composed(qkv):
+        q, k, v = qkv.reshape(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+        att = (q @ k.transpose(-1, -2)) * (1 / math.sqrt(hs))
+        att = att.masked_fill(env.const(~allowed), float("-inf")).softmax(-1)
+        y = (att * keep_att if dropout_p else att) @ v                # [B, nh, T, hs]
+        return y.permute(0, 2, 1, 3).reshape(B, T, nh * hs)
+
+    return [env.leaf(B, T, 3 * nh * hs)], fn, composed
+
+
 def embedding_case(env):
     V, C = env.size(1, 5), env.size(1, 3)
     idx = env.ints(0, V, (env.size(1, 2), V + 1))  # more lookups than rows: repeats
@@ -188,6 +212,11 @@ LAYER_CASES = [
     Case("attention-float_mask", partial(attention_case, mask="float", kv_cache=True)),
     Case("attention-scale", partial(attention_case, causal=True, scale=0.3)),
     Case("attention-dropout", partial(attention_case, causal=True, dropout_p=0.3),
+         float32_vs_composed=True),
+    Case("packed_qkv_attention", packed_qkv_attention_case),
+    Case("packed_qkv_attention-causal", partial(packed_qkv_attention_case, causal=True)),
+    Case("packed_qkv_attention-causal-dropout", partial(packed_qkv_attention_case, causal=True,
+                                                        dropout_p=0.3),
          float32_vs_composed=True),
     # embedding, dropout (ops/embedding.py, ops/dropout.py)
     Case("embedding", embedding_case),
