@@ -69,19 +69,25 @@ def compare(workloads, names, args, floor=()):
     libs = setup(args)
     if floor and args.device == "cpu":
         print_blas_floor(floor)
-    best = {}
+    best, rounds = {}, {}
     for _ in range(args.rounds):
         for lib in libs:
             for name, step in workloads(lib, args).items():
                 ms, loss = timed(step, args.iters, sync_for(lib, args.device))
                 prev = best.get((name, lib))
                 best[name, lib] = (min(ms, prev[0]) if prev else ms, loss)
-    print(f"{'workload':12s} {'lib':8s} {'ms/iter':>9s} {'loss@0':>8s} {'ratio':>6s}")
+                rounds.setdefault((name, lib), []).append(ms)
+    print(f"{'workload':12s} {'lib':8s} {'ms/iter':>9s} {'loss@0':>8s} {'ratio':>6s}"
+          + ("  per round (median)" if torch is not None else ""))
     for name in names:
         for lib in libs:
             ms, loss = best[name, lib]
             ratio = ms / best[name, "torch"][0] if torch is not None else float("nan")
-            print(f"{name:12s} {lib:8s} {ms:9.1f} {loss:8.4f} {ratio:6.2f}")
+            paired = ""
+            if torch is not None and lib != "torch":  # the two ran back to back each round
+                each = [a / b for a, b in zip(rounds[name, lib], rounds[name, "torch"])]
+                paired = "  " + " ".join(f"{r:.2f}" for r in each) + f" ({np.median(each):.2f})"
+            print(f"{name:12s} {lib:8s} {ms:9.1f} {loss:8.4f} {ratio:6.2f}{paired}")
     return {key: ms for key, (ms, _) in best.items()}
 
 

@@ -118,6 +118,16 @@ def timed(step, iters, sync):
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def print_paired(name, results):
+    """Each round's tinygen/torch ratio (the two ran one after the other, so a machine's
+    drift between rounds cancels) and their median: on a noisy machine a steadier figure
+    than the ratio of the two best rounds, which may come from different moments."""
+    for lib in (lib for lib in results if lib != "torch"):
+        ratios = [a["ms"] / b["ms"] for a, b in zip(results[lib], results["torch"])]
+        print(f"{name:18s} {lib}/torch per round: " + " ".join(f"{r:.2f}" for r in ratios)
+              + f" (median {float(np.median(ratios)):.2f}x)")
+
+
 def child(args):
     """Runs inside the subprocess: one library, one config; prints a JSON line."""
     cfg = dict(CONFIGS[args.config])
@@ -203,6 +213,7 @@ def main():
             mem = best["tinygen"]["peak_mib"] / best["torch"]["peak_mib"]
             print(f"{name:18s} tinygen/torch: time {best['tinygen']['ms'] / best['torch']['ms']:.2f}x"
                   f", peak memory {mem:.2f}x")
+            print_paired(name, results)
         args.iters = 0
 
 
