@@ -2,6 +2,8 @@
 the same outputs and gradients from the same weights and data, and the same state_dict
 names."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,19 @@ def test_torch_parity_gelu():
     x, tx = _both(np.random.default_rng(0), 4, 7)
     _check_parity(F.gelu(x * 3, approximate="tanh"), torch.nn.functional.gelu(tx * 3, approximate="tanh"),
                   [(x, tx)])
+
+
+def test_torch_parity_gelu_at_the_extremes():
+    """Far out in the tails e^(-2z) overflows float32; the tanh GELU must still give
+    PyTorch's values there (-0 below about -9, nan at -inf), and warn of nothing."""
+    torch = pytest.importorskip("torch")
+    x = np.array([-np.inf, -1e4, -100, -12, -9, 0, 9, 1e4, np.inf, np.nan], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = F.gelu(tg.tensor(x), approximate="tanh").numpy()
+    want = torch.nn.functional.gelu(torch.tensor(x), approximate="tanh").numpy()
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-20)
+    assert not np.signbit(y[5]) and np.array_equal(np.isnan(y), np.isnan(want))
 
 
 def test_torch_parity_layer_norm():

@@ -117,6 +117,22 @@ def row_sums(x):
     return (x.reshape(-1, x.shape[-1]) @ ones).reshape(*x.shape[:-1], 1)
 
 
+def row_maxes(x):
+    """x.max(axis=-1, keepdims=True) (softmax's shift), NaN where a row has one.
+
+    NumPy's max over rows of a few hundred numbers or fewer goes row by row, slowly; its
+    argmax does not. So on NumPy, for such rows, each row's argmax, then one gather of
+    those elements: the same numbers (argmax picks a NaN first, as max returns one), about
+    3x faster on attention rows ([48, 64, 64]: 160 -> 54 µs) and on a GPT's logits and layer
+    norm rows ([768, 65], [768, 128]: 35 -> 16, 46 -> 18); from rows of ~1024 on, max wins."""
+    xp, n = get_array_module(x), x.shape[-1] if x.ndim else 0
+    if xp is not np or not 1 < n <= 1024 or x.size < 4096 or not x.flags.c_contiguous:
+        return x.max(axis=-1, keepdims=True)
+    where = x.argmax(axis=-1).reshape(-1)
+    where += np.arange(0, where.size * n, n)                  # flat index of each row's max
+    return x.reshape(-1).take(where).reshape(*x.shape[:-1], 1)
+
+
 def column_sums(x):
     """x summed over every axis but the last -> [C] (a bias gradient), computed as one
     vector-matrix product: the same gemv instead of NumPy's reduction down the columns."""

@@ -5,6 +5,8 @@ Each is named `<Module>Function` because tinygen.nn has a Module of the same nam
 
 import math
 
+import numpy as np
+
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module
 from tinygen.blocked import in_row_blocks
@@ -65,11 +67,14 @@ class GELUFunction(Function):
         s *= -2 * cls.K * 0.044715
         s -= 2 * cls.K
         s *= x
-        xp.minimum(s, 88.0, out=s)         # e^88 is finite in float32: no overflow
-        xp.exp(s, out=s)
-        s += 1
-        xp.reciprocal(s, out=s)            # s = σ(2z) = 0.5 (1 + tanh z)
-        xp.multiply(x, s, out=out)         # GELU = x σ(2z)
+        # e^(-2z) = inf for x below about -9 (float32), and 1 / (1 + inf) = 0 is the right
+        # σ there: no clamp (np.minimum is a slow ufunc on AVX2), only no warning. -inf
+        # gives -inf · 0 = nan, as PyTorch's tanh GELU does.
+        with np.errstate(over="ignore", invalid="ignore"):
+            xp.exp(s, out=s)
+            s += 1
+            xp.divide(1.0, s, out=s)       # s = σ(2z) = 0.5 (1 + tanh z); faster than reciprocal
+            xp.multiply(x, s, out=out)     # GELU = x σ(2z)
 
     def backward(self, grad):
         gx = get_array_module(grad).empty_like(self.x)

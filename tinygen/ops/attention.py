@@ -7,7 +7,7 @@ from functools import partial
 from typing import ClassVar
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, row_maxes
 from tinygen.blocked import in_row_blocks, row_sums_in_block
 
 
@@ -46,7 +46,7 @@ class ScaledDotProductAttention(Function):
         att *= scale
         if mask is not None:
             att += mask
-        att -= att.max(axis=-1, keepdims=True)
+        att -= row_maxes(att)
         get_array_module(att).exp(att, out=att)
         att /= row_sums_in_block(att)
 

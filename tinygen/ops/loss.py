@@ -1,7 +1,7 @@
 """Losses with a hand-written backward: cross-entropy over class logits."""
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module, row_sums
+from tinygen.backend import get_array_module, row_maxes, row_sums
 
 
 class CrossEntropy(Function):
@@ -24,7 +24,7 @@ class CrossEntropy(Function):
         valid = target != ignore_index
         safe = xp.where(valid, target, 0)
         # bounds: checked by F.cross_entropy (backend.check_index_bounds), without a sync
-        logp = logits - logits.max(axis=1, keepdims=True)
+        logp = logits - row_maxes(logits)
         logp -= xp.log(row_sums(xp.exp(logp)))                   # sums as gemv
         wy = valid.astype(logits.dtype) if weight is None else weight[safe] * valid  # [N]
         eps = label_smoothing

@@ -6,7 +6,7 @@ x̂ and 1/std for backward. Shapes: N batch, C channels, L everything after C fl
 """
 
 from tinygen.autograd import Function
-from tinygen.backend import channel_sums, column_sums, get_array_module
+from tinygen.backend import channel_sums, column_sums, get_array_module, row_sums
 from tinygen.blocked import in_row_blocks, row_sums_in_block
 
 
@@ -47,33 +47,42 @@ class LayerNormFunction(Function):
             out += bias
 
     def backward(self, grad):
+        # dx = rstd (gx̂ - mean(gx̂) - x̂ mean(gx̂ x̂)), gx̂ = g w, means over each row. The two
+        # row means are products with w: (g @ w) / C and ((g x̂) @ w) / C, each one gemv
+        # over all rows, and g x̂ is the array whose column sums are gw: three passes over
+        # [N, C] fewer than forming g w first and summing its rows (docs/cpu_speed.md).
         xhat, w = self.xhat, self.weight
         g = grad.reshape(xhat.shape)                              # [N, C]
-        gw = gb = None
-        if w is not None and self.needs_input_grad[1]:
-            gw = column_sums(g * xhat)
-        if self.has_bias and self.needs_input_grad[2]:
-            gb = column_sums(g)
+        g_xhat = g * xhat
+        gw = column_sums(g_xhat) if w is not None and self.needs_input_grad[1] else None
+        gb = column_sums(g) if self.has_bias and self.needs_input_grad[2] else None
+        inv_c = 1.0 / g.shape[-1]
+        mean_gxhat = _row_dots(g, w) * inv_c                      # [N, 1]
+        mean_gxhat_xhat = _row_dots(g_xhat, w) * inv_c            # [N, 1]
+        del g_xhat
         gx = get_array_module(g).empty_like(xhat)
-        in_row_blocks(self._backward, g, xhat, self.rstd, gx, shared=(w,))
+        in_row_blocks(self._backward, g, xhat, self.rstd, mean_gxhat, mean_gxhat_xhat, gx,
+                      shared=(w,))
         gx = gx.reshape(grad.shape)
         if w is None:
             return gx
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
     @staticmethod
-    def _backward(g, xhat, rstd, gx, weight):
-        # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)), gxhat = g w
-        xp, inv_c = get_array_module(g), 1.0 / g.shape[-1]
+    def _backward(g, xhat, rstd, mean_gxhat, mean_gxhat_xhat, gx, weight):
+        xp = get_array_module(g)
         if weight is None:
             gx[...] = g
         else:
-            xp.multiply(g, weight, out=gx)                        # gxhat
-        proj = row_sums_in_block(gx * xhat)
-        proj *= inv_c
-        gx -= row_sums_in_block(gx) * inv_c
-        gx -= xhat * proj
+            xp.multiply(g, weight, out=gx)                        # gx̂
+        gx -= mean_gxhat
+        gx -= xhat * mean_gxhat_xhat
         gx *= rstd
+
+
+def _row_dots(a, w):
+    """a [N, C] times w [C] summed over each row -> [N, 1]; w None: the row sums."""
+    return row_sums(a) if w is None else (a @ w)[:, None]
 
 
 class BatchNormFunction(Function):
