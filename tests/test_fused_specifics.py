@@ -263,3 +263,23 @@ def test_nll_loss_target_shape_mismatch():
 def test_gelu_approximate_options():
     with pytest.raises(ValueError, match="approximate"):
         F.gelu(tg.randn(3), approximate="erf")
+
+
+@pytest.mark.parametrize("layout", ["c", "batch_last", "strided", "tail", "small"])
+def test_relu_forward_is_maximum_with_zero_in_any_layout(layout):
+    """backend.positive_part (ReLU's forward) compares rows of x's memory with a row of zeros:
+    the same numbers as np.maximum(x, 0), NaN kept, in x's memory layout, for a batch-last
+    conv map, a C-order one, a strided view, a size that leaves a tail, and a small array."""
+    from tinygen.backend import positive_part
+    rng = np.random.default_rng(0)
+    x = {"c": lambda: rng.standard_normal((64, 16, 32, 32)),
+         "batch_last": lambda: rng.standard_normal((16, 32, 32, 64)).transpose(3, 0, 1, 2),
+         "strided": lambda: rng.standard_normal((64, 16, 32, 32))[:, ::2],
+         "tail": lambda: rng.standard_normal((1000, 33)),
+         "small": lambda: rng.standard_normal((7, 3))}[layout]().astype(np.float32)
+    x[(0,) * x.ndim] = np.nan
+    y = positive_part(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert y.strides == np.empty_like(x).strides
+    out = tg.nn.functional.relu(tg.tensor(x)).numpy()
+    np.testing.assert_array_equal(out, np.maximum(x, 0))

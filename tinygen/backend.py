@@ -140,6 +140,40 @@ def column_sums(x):
     return _ones(get_array_module(x), x2.shape[0], x.dtype) @ x2
 
 
+_ZERO_ROW = 16384  # numbers in the row of zeros positive_part broadcasts
+
+
+def positive_part(x):
+    """max(x, 0) elementwise (ReLU's forward), in x's memory layout; NaN stays NaN.
+
+    NumPy's maximum has a vectorised loop for two arrays but not for an array and a scalar
+    on AVX2: np.maximum(x, 0) took 500 µs on 1M float32 numbers against 190 for
+    np.maximum(x, zeros). So on NumPy x is read in memory order as rows of _ZERO_ROW
+    numbers and compared with one cached row of zeros (169-198 µs there); CuPy's kernel
+    takes the scalar."""
+    xp = get_array_module(x)
+    if xp is not np or x.size < _ZERO_ROW:
+        return xp.maximum(x, 0)
+    out = np.empty_like(x)                              # x's memory layout (order "K")
+    flat_x, flat_out = x.ravel(order="K"), out.ravel(order="K")     # views when x is dense
+    if not (np.may_share_memory(flat_x, x) and np.may_share_memory(flat_out, out)):
+        np.maximum(x, 0, out=out)                       # x is not one dense block of memory
+        return out
+    zeros = _zeros_row(x.dtype)
+    n, whole = x.size, x.size - x.size % _ZERO_ROW
+    np.maximum(flat_x[:whole].reshape(-1, _ZERO_ROW), zeros,
+               out=flat_out[:whole].reshape(-1, _ZERO_ROW))
+    np.maximum(flat_x[whole:], zeros[:n - whole], out=flat_out[whole:])
+    return out
+
+
+def _zeros_row(dtype):
+    key = ("zeros", dtype)
+    if key not in _ones_cache:
+        _ones_cache[key] = np.zeros(_ZERO_ROW, dtype)
+    return _ones_cache[key]
+
+
 def mm(a, b):
     """a @ b for 2-D a and b.
 
@@ -204,6 +238,20 @@ def channel_sums(x3):
         return row_sums(rows)[:, 0]
     per_image = row_sums(x3.reshape(N * C, L)).reshape(N, C) if L > 1 else x3.reshape(N, C)
     return column_sums(per_image)
+
+
+def channel_dots(a3, b3):
+    """Σ a3 b3 over N and L -> [C], for a3, b3 [N, C, L] (batch norm's variance and weight
+    gradient) without the product array: when both are batch-last, each channel's row of
+    L*N numbers is one BLAS dot (NumPy's matmul of [C, 1, M] by [C, M, 1] rows; one thread,
+    it calls no threaded BLAS): 132-139 µs on [16, 65536] rows against 290-380 for
+    channel_sums(a3 * b3) (2-core EPYC, AVX2). Otherwise channel_sums of the product."""
+    N, C, L = a3.shape
+    if get_array_module(a3) is np and is_batch_last(a3) and is_batch_last(b3):
+        ra = a3.transpose(1, 2, 0).reshape(C, 1, L * N)
+        rb = b3.transpose(1, 2, 0).reshape(C, L * N, 1)
+        return np.matmul(ra, rb).reshape(C)
+    return channel_sums(a3 * b3)
 
 
 def index_add(out, idx, values):

@@ -8,13 +8,13 @@ import math
 import numpy as np
 
 from tinygen.autograd import Function
-from tinygen.backend import get_array_module
+from tinygen.backend import get_array_module, positive_part
 from tinygen.blocked import in_row_blocks
 
 
 class ReLUFunction(Function):
     def forward(self, x):
-        self.out = get_array_module(x).maximum(x, 0)
+        self.out = positive_part(x)  # max(x, 0); faster than np.maximum(x, 0) (backend.py)
         return self.out
 
     def backward(self, grad):

@@ -6,7 +6,7 @@ x̂ and 1/std for backward. Shapes: N batch, C channels, L everything after C fl
 """
 
 from tinygen.autograd import Function
-from tinygen.backend import channel_sums, column_sums, get_array_module, row_sums
+from tinygen.backend import channel_dots, channel_sums, column_sums, get_array_module, row_sums
 from tinygen.blocked import in_row_blocks, row_sums_in_block
 
 
@@ -106,7 +106,7 @@ class BatchNormFunction(Function):
         if training:
             mean = channel_sums(x3) * (1.0 / n)                   # [C]
             xhat = x3 - mean[:, None]
-            var = channel_sums(xhat * xhat) * (1.0 / n)           # biased: normalises
+            var = channel_dots(xhat, xhat) * (1.0 / n)            # biased: normalises
             if running_mean is not None:
                 running_mean *= 1.0 - momentum
                 running_mean += momentum * mean
@@ -130,7 +130,7 @@ class BatchNormFunction(Function):
         xhat, w, xp = self.xhat, self.weight, get_array_module(grad)
         g = grad.reshape(xhat.shape)                              # [N, C, L]
         gb = channel_sums(g)                                      # Σ g        [C]
-        gw = channel_sums(g * xhat)                               # Σ g x̂      [C]
+        gw = channel_dots(g, xhat)                                # Σ g x̂      [C]
         scale = self.rstd if w is None else w * self.rstd         # ∂y/∂x̂ · ∂x̂/∂x, per channel
         if self.training:
             # the mean and variance depend on x too (Ioffe & Szegedy, section 3):
