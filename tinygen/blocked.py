@@ -159,6 +159,15 @@ def row_sums_in_block(x):
     return xp.einsum("...c->...", x)[..., None]
 
 
+def row_dots_in_block(a, b):
+    """(a * b).sum(axis=-1, keepdims=True) without the product array: einsum's two-operand
+    loop, as row_sums_in_block (attention rows [48, 64, 64]: 45-68 µs against 60-90 for the
+    product and its row sums). On CuPy, row_sums of the product."""
+    if get_array_module(a) is not np:
+        return row_sums(a * b)
+    return np.einsum("...c,...c->...", a, b)[..., None]
+
+
 # ---- matrix products shared out by hand --------------------------------------------------
 # OpenBLAS threads one product by cutting it statically among its threads, which then meet
 # at a barrier for every block of the inner axis. A conv layer's weight gradient, [A, L] @

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module, row_maxes
-from tinygen.blocked import in_row_blocks, row_sums_in_block
+from tinygen.blocked import in_row_blocks, row_dots_in_block, row_sums_in_block
 
 
 class ScaledDotProductAttention(Function):
@@ -84,7 +84,7 @@ class ScaledDotProductAttention(Function):
         ds = att * (gatt - sum(gatt * att)) · scale."""
         if drop is not None:
             gatt *= drop
-        gatt -= row_sums_in_block(gatt * att)
+        gatt -= row_dots_in_block(gatt, att)
         gatt *= att
         gatt *= scale
 

@@ -7,7 +7,7 @@ x̂ and 1/std for backward. Shapes: N batch, C channels, L everything after C fl
 
 from tinygen.autograd import Function
 from tinygen.backend import channel_dots, channel_sums, column_sums, get_array_module, row_sums
-from tinygen.blocked import in_row_blocks, row_sums_in_block
+from tinygen.blocked import in_row_blocks, row_dots_in_block, row_sums_in_block
 
 
 class LayerNormFunction(Function):
@@ -33,7 +33,7 @@ class LayerNormFunction(Function):
     def _forward(x, out, xhat, rstd, weight, bias, eps):
         xp, inv_c = get_array_module(x), 1.0 / x.shape[-1]
         xp.subtract(x, row_sums_in_block(x) * inv_c, out=xhat)    # x - mean
-        var = row_sums_in_block(xhat * xhat)
+        var = row_dots_in_block(xhat, xhat)
         var *= inv_c
         var += eps
         xp.sqrt(var, out=var)
