@@ -1,8 +1,9 @@
 """Normalisation layers' Functions: layer norm (Ba, Kiros & Hinton 2016) over the last
 axis, batch norm (Ioffe & Szegedy 2015) per channel over the batch.
 
-Both compute y = (x - mean) / √(var + eps) · weight + bias, and both keep the normalised
-x̂ and 1/std for backward. Shapes: N batch, C channels, L everything after C flattened.
+Both compute y = (x - mean) / √(var + eps) · weight + bias and keep 1/std for backward,
+with the normalised x̂ (layer norm) or x - mean (batch norm). Shapes: N batch, C channels,
+L everything after C flattened.
 """
 
 from tinygen.autograd import Function
@@ -90,9 +91,11 @@ class BatchNormFunction(Function):
     the given running ones (training=False), then weight [C] and bias [C].
 
     Replaces the composition `(x - x.mean(axes)) / (x.var(axes) + eps).sqrt() * w + b`
-    over axes (0, 2, 3, ...). Fused for speed and memory: one node that keeps x̂ and 1/std
-    for backward, where the composition would be about ten nodes each holding an array the
-    size of x; the channel sums are gemv in the conv layers' batch-last layout. In training
+    over axes (0, 2, 3, ...). Fused for speed and memory: one node that keeps x - mean and
+    1/std for backward (x̂ is their product; the per-channel 1/std is folded into the
+    per-channel factors instead of a pass over x), where the composition would be about ten
+    nodes each holding an array the size of x; the channel sums and dot products run over
+    the conv layers' batch-last rows (backend.channel_sums, channel_dots). In training
     the running statistics are updated in place, as PyTorch's kernel does: the batch mean,
     and the UNBIASED batch variance (n / (n - 1) times the one used to normalise).
     """
@@ -105,8 +108,8 @@ class BatchNormFunction(Function):
         n = x3.shape[0] * x3.shape[2]                             # values per channel
         if training:
             mean = channel_sums(x3) * (1.0 / n)                   # [C]
-            xhat = x3 - mean[:, None]
-            var = channel_dots(xhat, xhat) * (1.0 / n)            # biased: normalises
+            xc = x3 - mean[:, None]                               # x - mean
+            var = channel_dots(xc, xc) * (1.0 / n)                # biased: normalises
             if running_mean is not None:
                 running_mean *= 1.0 - momentum
                 running_mean += momentum * mean
@@ -114,29 +117,29 @@ class BatchNormFunction(Function):
                 running_var += (momentum * n / (n - 1)) * var     # unbiased: estimates
         else:
             mean, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
-            xhat = x3 - mean[:, None]
+            xc = x3 - mean[:, None]
         rstd = var + eps
         rstd = xp.sqrt(rstd, out=rstd)
-        rstd = xp.reciprocal(rstd, out=rstd)                      # [C], 1/√(var + eps)
-        xhat *= rstd[:, None]
-        self.xhat, self.rstd, self.weight, self.training = xhat, rstd, weight, training
+        rstd = xp.divide(1.0, rstd, out=rstd)                     # [C], 1/√(var + eps)
+        self.xc, self.rstd, self.weight, self.training = xc, rstd, weight, training
         self.has_bias = bias is not None
-        out = xhat * weight[:, None] if weight is not None else xhat.copy()
+        scale = rstd if weight is None else rstd * weight         # y = (x - mean) scale + b
+        out = xc * scale[:, None]
         if bias is not None:
             out += bias[:, None]
         return out.reshape(x.shape)
 
     def backward(self, grad):
-        xhat, w, xp = self.xhat, self.weight, get_array_module(grad)
-        g = grad.reshape(xhat.shape)                              # [N, C, L]
+        xc, rstd, w, xp = self.xc, self.rstd, self.weight, get_array_module(grad)
+        g = grad.reshape(xc.shape)                                # [N, C, L]
         gb = channel_sums(g)                                      # Σ g        [C]
-        gw = channel_dots(g, xhat)                                # Σ g x̂      [C]
-        scale = self.rstd if w is None else w * self.rstd         # ∂y/∂x̂ · ∂x̂/∂x, per channel
+        gw = channel_dots(g, xc) * rstd                           # Σ g x̂      [C]
+        scale = rstd if w is None else w * rstd                   # ∂y/∂x̂ · ∂x̂/∂x, per channel
         if self.training:
             # the mean and variance depend on x too (Ioffe & Szegedy, section 3):
-            # dx = w/std · (g - mean(g) - x̂ · mean(g x̂)), means over N and L
+            # dx = w/std · (g - mean(g) - x̂ · mean(g x̂)), means over N and L; x̂ = xc/std
             inv_n = 1.0 / (g.shape[0] * g.shape[2])
-            gx = xhat * (gw * inv_n)[:, None]
+            gx = xc * (rstd * gw * inv_n)[:, None]
             gx += (gb * inv_n)[:, None]
             xp.subtract(g, gx, out=gx)                            # in place: one array less
             gx *= scale[:, None]
