@@ -184,3 +184,18 @@ def test_masked_fill_keeps_float32(device):
     x = tg.ones(2, 3, device=device)
     mask = tg.tensor([[True, False, True]], device=device)
     assert x.masked_fill(mask, -1e9).dtype == np.float32
+
+
+@pytest.mark.parametrize("rows", [3, 65, 256, 5000])
+def test_index_add_sums_repeated_rows_like_add_at(rows):
+    """backend.index_add (a one-hot product for few rows, sorted runs otherwise) adds every
+    value onto its row, repeats included, as np.add.at does, on top of what out holds."""
+    from tinygen.backend import index_add
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, min(rows, 40), 3000)         # many repeats, some rows never hit
+    values = rng.standard_normal((3000, 7)).astype(np.float32)
+    start = rng.standard_normal((rows, 7)).astype(np.float32)
+    want = start.copy()
+    np.add.at(want, idx, values)
+    got = index_add(start.copy(), idx, values)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

@@ -266,6 +266,14 @@ def index_add(out, idx, values):
         return out
     if idx.size == 0:
         return out
+    if out.ndim == 2 and values.ndim == 2 and out.shape[0] <= 256 and (
+            idx.size * out.shape[0] <= 1 << 22):
+        # few rows (a character vocabulary, codebook entries): one_hot(idx)ᵀ @ values, one
+        # BLAS product (16384 tokens of 384 into 65 rows: 10.6 ms against 25.6 sorted)
+        one_hot = np.zeros((idx.size, out.shape[0]), values.dtype)
+        one_hot[np.arange(idx.size), idx] = 1
+        out += one_hot.T @ values
+        return out
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
