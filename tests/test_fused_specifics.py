@@ -283,3 +283,31 @@ def test_relu_forward_is_maximum_with_zero_in_any_layout(layout):
     assert y.strides == np.empty_like(x).strides
     out = tg.nn.functional.relu(tg.tensor(x)).numpy()
     np.testing.assert_array_equal(out, np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("T", [64, 100, 256])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_causal_attention_in_query_blocks_matches_one_block(T, dropout, monkeypatch):
+    """Causal attention split into query blocks (each seeing the keys up to its end) gives
+    the one-block result, forward and all three gradients, with and without a dropout
+    mask, through the packed-qkv Function (its gradients written into one array) too."""
+    from tinygen.ops import attention
+    assert len(attention.query_blocks(T)) > 1
+    rng = np.random.default_rng(T)
+    B, nh, hs = 2, 3, 8
+    q, k, v, g = (rng.standard_normal((B, nh, T, hs)).astype(np.float32) for _ in range(4))
+    drop = (rng.random((B, nh, T, T)) > 0.2).astype(np.float32) * 1.25 if dropout else None
+    qkv = rng.standard_normal((B, T, 3 * nh * hs)).astype(np.float32)
+    gy = rng.standard_normal((B, T, nh * hs)).astype(np.float32)
+
+    def run():
+        f = attention.ScaledDotProductAttention()
+        y = f.forward(q, k, v, is_causal=True, dropout=drop)
+        p = attention.PackedQKVAttention()
+        return (y, *f.backward(g), p.forward(qkv, nh, is_causal=True), p.backward(gy))
+
+    split = run()
+    monkeypatch.setattr(attention, "query_blocks", lambda T: [(slice(0, T), T)])
+    whole = run()
+    for a, b in zip(split, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
