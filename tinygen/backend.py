@@ -99,11 +99,12 @@ def default_rng(device, seed):
 _ones_cache = {}
 
 
-def _ones(xp, n, dtype):
-    """A cached vector of n ones: the other operand of a sum written as a matrix product."""
-    key = (xp.__name__, n, dtype)
+def _ones(xp, n, dtype, value=1):
+    """A cached vector of n ones (or of `value`): the other operand of a sum written as a
+    matrix product; positive_part's row of zeros."""
+    key = (xp.__name__, n, dtype, value)
     if key not in _ones_cache:
-        _ones_cache[key] = xp.ones(n, dtype=dtype)
+        _ones_cache[key] = xp.full(n, value, dtype=dtype)
     return _ones_cache[key]
 
 
@@ -159,19 +160,12 @@ def positive_part(x):
     if not (np.may_share_memory(flat_x, x) and np.may_share_memory(flat_out, out)):
         np.maximum(x, 0, out=out)                       # x is not one dense block of memory
         return out
-    zeros = _zeros_row(x.dtype)
+    zeros = _ones(np, _ZERO_ROW, x.dtype, value=0)
     n, whole = x.size, x.size - x.size % _ZERO_ROW
     np.maximum(flat_x[:whole].reshape(-1, _ZERO_ROW), zeros,
                out=flat_out[:whole].reshape(-1, _ZERO_ROW))
     np.maximum(flat_x[whole:], zeros[:n - whole], out=flat_out[whole:])
     return out
-
-
-def _zeros_row(dtype):
-    key = ("zeros", dtype)
-    if key not in _ones_cache:
-        _ones_cache[key] = np.zeros(_ZERO_ROW, dtype)
-    return _ones_cache[key]
 
 
 def mm(a, b):

@@ -54,8 +54,7 @@ class ScaledDotProductAttention(Function):
                         if is_causal else None)
                 in_row_blocks(self._softmax, _heads(att), shared=(self.scale, mask),
                               flatten=False)
-            used = att if dropout is None else att * (dropout if y is None else
-                                                      dropout[..., rows, :end])
+            used = att if dropout is None else att * dropout[..., rows, :end]
             self.att.append(att)
             self.att_used.append(used)
             if y is None:                                    # one block: all queries, keys
@@ -102,19 +101,17 @@ class ScaledDotProductAttention(Function):
             else:
                 gv[..., :end, :] += used.swapaxes(-1, -2) @ g
             gatt = g @ v[..., :end, :].swapaxes(-1, -2)                  # [B, nh, rows, keys]
-            drop = self.dropout
-            if drop is not None and len(self.blocks) > 1:
-                drop = drop[..., rows, :end]
+            drop = None if self.dropout is None else self.dropout[..., rows, :end]
             blocks = [a for a in (gatt, att, drop) if a is not None]
             if any(a.shape != gatt.shape for a in blocks):  # a broadcast dropout mask
                 self._softmax_backward(self.scale, *blocks)
             else:  # a block of heads at a time
                 in_row_blocks(partial(self._softmax_backward, self.scale), *map(_heads, blocks),
                               flatten=False)
-            gq_rows = None if gq is None else gq[..., rows, :]
-            gq_rows = xp.matmul(gatt, k[..., :end, :], out=gq_rows)      # [B, nh, rows, hs]
-            if gq is None:
-                gq = gq_rows
+            if gq is None:                                   # one block, no out given
+                gq = xp.matmul(gatt, k)                      # [B, nh, Tq, hs]
+            else:
+                xp.matmul(gatt, k[..., :end, :], out=gq[..., rows, :])
             if whole:
                 gk = xp.matmul(gatt.swapaxes(-1, -2), q[..., rows, :], out=gk)
             else:
