@@ -22,7 +22,7 @@ from tinygen import nn
 from tinygen.backend import module_for, to_numpy
 from tinygen.backend import to_batch_last as to_rows
 from tinygen.ops.conv import full_padding, input_grad_as_conv, input_grad_by_col2im
-from tinygen.ops.im2col import col2im, conv_out_size, im2col
+from tinygen.ops.im2col import col2im, conv_out_size, im2col, width_im2col
 
 try:
     import torch
@@ -275,6 +275,78 @@ def test_stride_one_conv_transpose_with_dilation_and_output_padding(groups, monk
     want.backward(torch.ones(want.shape, dtype=torch.float64))
     for t, u in zip(ours, theirs):
         np.testing.assert_allclose(t.grad.numpy(), u.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@given(data=st.data())
+def test_row_taps_are_the_full_columns(data):
+    """im2col.width_im2col's columns of the kernel's width hold the full im2col: kernel row
+    a's block, rows (c, a, b) of im2col, is the slice RowTaps.tap(a), for dilations,
+    paddings per side and strides in width."""
+    ints = st.integers
+    C, N, Kh, Kw = (data.draw(ints(1, 3)), data.draw(ints(1, 2)), data.draw(ints(2, 4)),
+                    data.draw(ints(1, 3)))
+    S, D = (1, data.draw(ints(1, 2))), (data.draw(ints(1, 2)), data.draw(ints(1, 2)))
+    P = tuple((data.draw(ints(0, 2)), data.draw(ints(0, 2))) for _ in range(2))
+    smallest = [max(1, d * (k - 1) + 1 - lo - hi) for k, d, (lo, hi) in zip((Kh, Kw), D, P)]
+    H, W = (data.draw(ints(n, n + 4)) for n in smallest)
+    rows = np.random.default_rng(0).standard_normal((C, H, W, N))
+    out = conv_out_size((H, W), (Kh, Kw), S, P, D)
+    full = im2col(rows, (Kh, Kw), S, P, out, D).reshape(C, Kh, Kw, -1)
+    taps = width_im2col(rows, (Kh, Kw), S, P, out, D)
+    for a in range(Kh):
+        np.testing.assert_array_equal(taps.tap(a).reshape(C, Kw, -1), full[:, a])
+
+
+@needs_torch
+@given(data=st.data())
+def test_convolutions_from_row_taps_match_the_full_columns_and_torch(data, monkeypatch):
+    """Where conv_columns picks RowTaps (stride 1 in height, C K_w >= 32, H_out large next
+    to the padded rows), conv2d's output and all three gradients, and a stride-1
+    conv_transpose2d's (whose backward reads the output gradient's columns), equal those
+    of the full im2col and PyTorch's."""
+    ints = st.integers
+    transposed = data.draw(st.booleans())
+    C, O, N = data.draw(ints(11, 16)), data.draw(ints(1, 4)), data.draw(ints(1, 2))
+    K = (data.draw(ints(2, 3)), data.draw(ints(3, 4)))
+    D = (data.draw(ints(1, 2)), data.draw(ints(1, 2)))
+    S = (1, 1) if transposed else (1, data.draw(ints(1, 2)))
+    P = (data.draw(ints(0, 1)), data.draw(ints(0, 2)))
+    H = 8 * D[0] * (K[0] - 1) + data.draw(ints(2, 4)) + K[0] * D[0]
+    W = D[1] * (K[1] - 1) + data.draw(ints(1, 4))
+    rng = np.random.default_rng(data.draw(ints(0, 2**32 - 1)))
+    x = rng.standard_normal((N, O if transposed else C, H, W))
+    w = rng.standard_normal((O, C, *K)) * 0.1       # [C_out, C_in] or, transposed, [C_in, C_out]
+    b = rng.standard_normal(C if transposed else O)
+    op = F.conv_transpose2d if transposed else F.conv2d
+    picked = []
+
+    def results():
+        ours = [tg.tensor(a, requires_grad=True) for a in (x, w, b)]
+        out = op(*ours, stride=S, padding=P, dilation=D)
+        out.backward(np.cos(np.arange(out.numel())).reshape(out.shape))
+        return [out.numpy()] + [t.grad.numpy() for t in ours]
+
+    columns = tinygen.ops.conv.conv_columns
+
+    def recorded(*args):
+        cols = columns(*args)
+        picked.append(type(cols).__name__)
+        return cols
+
+    with monkeypatch.context() as patched:   # undone before hypothesis's next example
+        patched.setattr(tinygen.ops.conv, "conv_columns", recorded)
+        got = results()
+        assert "RowTaps" in picked
+        patched.setattr(tinygen.ops.conv, "conv_columns",
+                        lambda rows, K, S, P, out, D, G: im2col(rows, K, S, P, out, D))
+        for a, want in zip(got, results()):
+            np.testing.assert_allclose(a, want, rtol=1e-10, atol=1e-10)
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    top = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+    out = top(*theirs, stride=S, padding=P, dilation=D)
+    out.backward(torch.tensor(np.cos(np.arange(out.numel())).reshape(out.shape)))
+    for a, want in zip(got, [out] + [t.grad for t in theirs]):
+        np.testing.assert_allclose(a, want.detach().numpy(), rtol=1e-9, atol=1e-9)
 
 
 # ---- layers -------------------------------------------------------------------------------

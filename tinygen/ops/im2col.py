@@ -18,6 +18,10 @@ geometry (cached, and on the device once). Then
     im2col:  cols[c, (a, b, i, j), n] = padded[c, window_index, n]        one gather (take)
     col2im:  padded[c, window_index, n] += cols[c, (a, b, i, j), n]       one scatter-add
 
+With stride 1 in height, kernel row a at output row i reads padded row d_h a + i, so the
+columns of the kernel's width alone, over every padded row, hold the whole of im2col in
+1/K_h of its memory (`width_im2col` -> `RowTaps`; ops/conv.py picks it where faster).
+
 Padding is given per side, ((top, bottom), (left, right)), so PyTorch's odd 'same' split
 needs nothing special; a pair (P_h, P_w) means P_h on top and bottom, P_w left and right.
 
@@ -35,6 +39,7 @@ cuDNN backward; ops/conv.cu has a deterministic gather kernel, off by default.)
 """
 
 import functools
+import typing
 
 import numpy as np
 
@@ -104,6 +109,43 @@ def im2col(rows, kernel, stride, padding, out_size=None, dilation=(1, 1)):
     idx = window_index(xp, (H, W), kernel, stride, padding, dilation, (Ho, Wo))
     flat = padded.reshape(C, -1, N)                                # [C, H_p*W_p, N]
     return xp.take(flat, idx, axis=1).reshape(C * kernel[0] * kernel[1], Ho * Wo * N)
+
+
+class RowTaps(typing.NamedTuple):
+    """A stride-1 (in height) convolution's im2col, K_h times smaller (`width_im2col`).
+
+    Kernel row a at output row i reads padded row d_h a + i, so with the columns of the
+    kernel's width taken for every padded row, `cols` [C*K_w, H_p*W_out*N], kernel row a's
+    block of the full im2col is the contiguous column slice `tap(a)`:
+
+        im2col(...)[(c, a, b), (i, j, n)] = tap(a)[(c, b), (i, j, n)]"""
+
+    cols: typing.Any       # [C*K_w, H_p*W_out*N]
+    dilation: int          # d_h
+    out_rows: int          # H_out
+    run: int               # columns per image row: W_out*N
+
+    def span(self, a):
+        """The columns of kernel row a's block: padded rows d_h a .. d_h a + H_out - 1."""
+        first = self.dilation * a * self.run
+        return slice(first, first + self.out_rows * self.run)
+
+    def tap(self, a):
+        """Kernel row a's block of the full im2col, [C*K_w, H_out*W_out*N] (a view)."""
+        return self.cols[:, self.span(a)]
+
+
+def width_im2col(rows, kernel, stride, padding, out_size=None, dilation=(1, 1)):
+    """Rows [C, H, W, N] -> RowTaps: im2col with the kernel's width only (1 x K_w windows)
+    over every padded row, for a convolution of stride 1 in height. 1/K_h of im2col's
+    memory; the conv products read the kernel rows' blocks as slices (ops/conv.py)."""
+    if stride[0] != 1:
+        raise ValueError(f"width_im2col: the stride in height must be 1, got {stride}")
+    _, H, W, N = rows.shape
+    Ho, Wo = windows((H, W), kernel, stride, padding, dilation, out_size)
+    Hp = H + sum(sides(padding)[0])
+    cols = im2col(rows, (1, kernel[1]), stride, padding, (Hp, Wo), (1, dilation[1]))
+    return RowTaps(cols, dilation[0], Ho, Wo * N)
 
 
 def col2im(cols, shape, kernel, stride, padding, dilation=(1, 1), out_size=None):
