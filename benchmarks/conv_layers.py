@@ -83,7 +83,7 @@ def main():
     from tinygen.ops import conv
     from tinygen.ops.im2col import im2col
 
-    def full(rows, kernel, stride, padding, out_size, dilation, groups):
+    def full(rows, kernel, stride, padding, out_size, dilation, groups, out_channels):
         return im2col(rows, kernel, stride, padding, out_size, dilation)
 
     paths = {"full columns": full, "conv_columns": conv.conv_columns}

@@ -297,6 +297,25 @@ def test_row_taps_are_the_full_columns(data):
         np.testing.assert_array_equal(taps.tap(a).reshape(C, Kw, -1), full[:, a])
 
 
+def test_row_taps_only_where_faster_and_no_larger():
+    """conv_columns keeps im2col where RowTaps would lose (few input channels, small
+    images next to their padding) or hold more memory (many output channels)."""
+    from tinygen.ops.conv import conv_columns
+    from tinygen.ops.im2col import RowTaps
+
+    def picks(C, H, A, stride=(1, 1)):
+        rows = np.zeros((C, H, H, 2), np.float32)
+        out = conv_out_size((H, H), (3, 3), stride, ((1, 1), (1, 1)))
+        return isinstance(conv_columns(rows, (3, 3), stride, ((1, 1), (1, 1)), out, (1, 1),
+                                       1, A), RowTaps)
+
+    assert picks(16, 32, 16) and picks(32, 16, 32)        # the residual net's 3x3 layers
+    assert not picks(3, 32, 16)                            # the stem: inner size 9
+    assert not picks(64, 8, 64)                            # 2 padded rows on 8
+    assert not picks(16, 32, 512)                          # its output outgrows im2col
+    assert not picks(16, 32, 16, stride=(2, 2))
+
+
 @needs_torch
 @given(data=st.data())
 def test_convolutions_from_row_taps_match_the_full_columns_and_torch(data, monkeypatch):
@@ -338,7 +357,7 @@ def test_convolutions_from_row_taps_match_the_full_columns_and_torch(data, monke
         got = results()
         assert "RowTaps" in picked
         patched.setattr(tinygen.ops.conv, "conv_columns",
-                        lambda rows, K, S, P, out, D, G: im2col(rows, K, S, P, out, D))
+                        lambda rows, K, S, P, out, D, G, A: im2col(rows, K, S, P, out, D))
         for a, want in zip(got, results()):
             np.testing.assert_allclose(a, want, rtol=1e-10, atol=1e-10)
     theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]

@@ -149,13 +149,16 @@ def grouped(matrix, groups):
     return matrix.reshape(groups, matrix.shape[0] // groups, -1)
 
 
-def conv_columns(rows, kernel, stride, padding, out_size, dilation, groups):
+def conv_columns(rows, kernel, stride, padding, out_size, dilation, groups, out_channels):
     """What a convolution's products read from its input rows [C, H, W, N]: im2col's
     columns [C*K_h*K_w, L], or the same numbers K_h times smaller as im2col.RowTaps
     (`conv_output` and `weight_grad` take either) where that is faster: on the CPU, for
     one group, stride 1 in height and K_h > 1 (so kernel row a's columns are one slice),
-    when the stacked product's inner size C*K_w is 32 or more and its extra padded rows
-    (H_p - H_out) add at most 1/8 to it. The forward then multiplies the kernel rows
+    when the stacked product's inner size C*K_w is 32 or more, its extra padded rows
+    (H_p - H_out) add at most 1/8 to it, and its columns and output together, (C*K_w +
+    K_h*C_out) rows of H_p*W_out*N, are no larger than im2col's C*K_h*K_w rows of
+    H_out*W_out*N (so peak memory is no higher; a 16 -> 512 channel layer keeps im2col).
+    The forward then multiplies the kernel rows
     stacked, [K_h*C_out, C*K_w], a better-shaped product for OpenBLAS than [C_out,
     C*K_h*K_w] when C_out is small: forward + backward of the residual net's 3x3 layers,
     alternating in one process (2-core EPYC, AVX2), 18.7 -> 16.5 ms at 16 channels 32x32,
@@ -163,8 +166,10 @@ def conv_columns(rows, kernel, stride, padding, out_size, dilation, groups):
     padded rows are 1/4 more work) and on the 3-channel stem (3.2 -> 4.5: inner size 9)."""
     C, H = rows.shape[:2]
     Hp, Ho = H + sum(sides(padding)[0]), out_size[0]
-    if (get_array_module(rows) is np and groups == 1 and stride[0] == 1 and kernel[0] > 1
-            and C * kernel[1] >= 32 and 8 * (Hp - Ho) <= Ho):
+    Kh, Kw = kernel
+    if (get_array_module(rows) is np and groups == 1 and stride[0] == 1 and Kh > 1
+            and C * Kw >= 32 and 8 * (Hp - Ho) <= Ho
+            and (C * Kw + Kh * out_channels) * Hp <= C * Kh * Kw * Ho):
         return width_im2col(rows, kernel, stride, padding, out_size, dilation)
     return im2col(rows, kernel, stride, padding, out_size, dilation)
 
@@ -233,7 +238,8 @@ def input_grad_as_conv(grad_rows, grad_rows_size, weight, x_shape, back, dilatio
     strided adds."""
     N, _, H, W = x_shape
     grad_image = grad_rows.reshape(-1, *grad_rows_size, N)            # [A, H_out, W_out, N]
-    cols = conv_columns(grad_image, weight.shape[2:], (1, 1), back, (H, W), dilation, groups)
+    cols = conv_columns(grad_image, weight.shape[2:], (1, 1), back, (H, W), dilation, groups,
+                        x_shape[1])
     return conv_output(flipped_transposed(weight, groups), cols, N, (H, W), groups)
 
 
@@ -301,7 +307,7 @@ class Conv2dFunction(Function):
         K = weight.shape[2:]
         out_size = conv_out_size(x.shape[2:], K, stride, padding, dilation)
         self.cols = conv_columns(to_batch_last(x), K, stride, padding, out_size, dilation,
-                                 groups)
+                                 groups, weight.shape[0])
         out = conv_output(weight, self.cols, x.shape[0], out_size, groups, bias)
         self.weight, self.x_shape, self.has_bias = weight, x.shape, bias is not None
         self.geometry = stride, padding, dilation, groups
@@ -349,7 +355,7 @@ class ConvTranspose2dFunction(Function):
         gx = gw = None
         if self.needs_input_grad[0] or self.needs_input_grad[1]:
             gcols = conv_columns(grows, self.weight.shape[2:], stride, padding, (H, W),
-                                 dilation, groups)
+                                 dilation, groups, self.weight.shape[0])
             if self.needs_input_grad[0]:   # conv2d of the output gradient
                 gx = conv_output(self.weight, gcols, N, (H, W), groups)
             if self.needs_input_grad[1]:   # [C_in, H*W*N] @ [H*W*N, C_out/G*K*K] per group
