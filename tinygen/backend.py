@@ -96,16 +96,16 @@ def default_rng(device, seed):
 # cache-sized row blocks on a persistent pool of threads (`in_row_blocks`), which GELU,
 # layer norm, attention's softmax and Adam's update call (docs/cpu_speed.md: what each gains).
 
-_ones_cache = {}
+_constants = {}
 
 
-def _ones(xp, n, dtype, value=1):
-    """A cached vector of n ones (or of `value`): the other operand of a sum written as a
-    matrix product; positive_part's row of zeros."""
+def _constant_vector(xp, n, dtype, value):
+    """A cached vector of n copies of `value`: the ones that make a sum a matrix product
+    (row_sums, column_sums), positive_part's row of zeros."""
     key = (xp.__name__, n, dtype, value)
-    if key not in _ones_cache:
-        _ones_cache[key] = xp.full(n, value, dtype=dtype)
-    return _ones_cache[key]
+    if key not in _constants:
+        _constants[key] = xp.full(n, value, dtype=dtype)
+    return _constants[key]
 
 
 def row_sums(x):
@@ -114,7 +114,7 @@ def row_sums(x):
     For rows of a few hundred numbers NumPy's reduction goes row by row (pairwise
     summation, one row at a time); gemv runs over all rows at once, several times faster
     (layer norm and softmax rows of a GPT)."""
-    ones = _ones(get_array_module(x), x.shape[-1], x.dtype)
+    ones = _constant_vector(get_array_module(x), x.shape[-1], x.dtype, 1)
     return (x.reshape(-1, x.shape[-1]) @ ones).reshape(*x.shape[:-1], 1)
 
 
@@ -138,7 +138,7 @@ def column_sums(x):
     """x summed over every axis but the last -> [C] (a bias gradient), computed as one
     vector-matrix product: the same gemv instead of NumPy's reduction down the columns."""
     x2 = x.reshape(-1, x.shape[-1])
-    return _ones(get_array_module(x), x2.shape[0], x.dtype) @ x2
+    return _constant_vector(get_array_module(x), x2.shape[0], x.dtype, 1) @ x2
 
 
 _ZERO_ROW = 16384  # numbers in the row of zeros positive_part broadcasts
@@ -160,7 +160,7 @@ def positive_part(x):
     if not (np.may_share_memory(flat_x, x) and np.may_share_memory(flat_out, out)):
         np.maximum(x, 0, out=out)                       # x is not one dense block of memory
         return out
-    zeros = _ones(np, _ZERO_ROW, x.dtype, value=0)
+    zeros = _constant_vector(np, _ZERO_ROW, x.dtype, 0)
     n, whole = x.size, x.size - x.size % _ZERO_ROW
     np.maximum(flat_x[:whole].reshape(-1, _ZERO_ROW), zeros,
                out=flat_out[:whole].reshape(-1, _ZERO_ROW))
