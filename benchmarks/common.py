@@ -3,8 +3,10 @@ copying a tinygen model's weights into its PyTorch twin (the parity tests use it
 the loop that alternates the two libraries for a few rounds (so machine noise hits both
 alike) and prints the table."""
 
+import contextlib
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -88,7 +90,60 @@ def compare(workloads, names, args, floor=()):
                 each = [a / b for a, b in zip(rounds[name, lib], rounds[name, "torch"])]
                 paired = "  " + " ".join(f"{r:.2f}" for r in each) + f" ({np.median(each):.2f})"
             print(f"{name:12s} {lib:8s} {ms:9.1f} {loss:8.4f} {ratio:6.2f}{paired}")
+    if torch is not None and args.device == "cpu":
+        print_products_floor(workloads, names, args, {k: ms for k, (ms, _) in best.items()})
     return {key: ms for key, (ms, _) in best.items()}
+
+
+def print_products_floor(workloads, names, args, best):
+    """One more tinygen run of each workload with its BLAS products timed (`products_timed`):
+    how much of the step they are, and how they compare with PyTorch's whole step. Products
+    alone near PyTorch's step are a floor no elementwise work lowers: PyTorch's conv layers
+    (oneDNN) run without im2col's columns, at a speed OpenBLAS's sgemm does not reach."""
+    print("tinygen's matrix products (the conv and linear layers' BLAS calls), one more run:")
+    steps = workloads("tinygen", args)
+    for name in names:
+        for _ in range(3):                           # warm up outside the count
+            steps[name]()
+        with products_timed() as products:
+            ms, _ = timed(steps[name], args.iters, sync_for("tinygen", args.device), warmup=1)
+        calls = args.iters + 1                       # the mean over all steps counted
+        p_ms, gflop = 1e3 * products["seconds"] / calls, products["flops"] / calls / 1e9
+        print(f"{name:12s} products {p_ms:6.1f} ms of {ms:6.1f} ({gflop:.2f} GFLOP/step, "
+              f"{gflop / p_ms * 1e3:4.0f} GFLOP/s); PyTorch's whole step {best[name, 'torch']:.1f}:"
+              f" products alone {p_ms / best[name, 'torch']:.2f}x it")
+
+
+@contextlib.contextmanager
+def products_timed():
+    """Time every tinygen.blocked.matmul / matmul_long_inner call (all of the conv and
+    linear layers' products; not attention's small batched ones) while the block runs:
+    yields {"seconds", "flops"}, filled in as the products run. Patches the names where the
+    library's modules imported them, and puts them back after."""
+    from tinygen import blocked
+
+    total = {"seconds": 0.0, "flops": 0.0}
+    originals = {blocked.matmul, blocked.matmul_long_inner}
+
+    def timing(f):
+        def product(a, b):
+            t0 = time.perf_counter()
+            out = f(a, b)
+            total["seconds"] += time.perf_counter() - t0
+            total["flops"] += 2.0 * out.size * a.shape[-1]
+            return out
+        return product
+
+    patched = [(m, k, v) for m in list(sys.modules.values())
+               if getattr(m, "__name__", "").startswith("tinygen")
+               for k, v in vars(m).items() if any(v is o for o in originals)]
+    for m, k, v in patched:
+        setattr(m, k, timing(v))
+    try:
+        yield total
+    finally:
+        for m, k, v in patched:
+            setattr(m, k, v)
 
 
 def add_arguments(parser, batch=None, iters=15, rounds=3):

@@ -14,6 +14,9 @@ The models are written once, against the shared PyTorch-style API, and built fro
 `tinygen.nn` and `torch.nn`; both start from the same weights and see the same batches.
 Libraries alternate for a few rounds so machine noise hits both alike; prints the best
 median ms/iter of each, the first loss (they must agree) and the tinygen/PyTorch ratio.
+Last, one more tinygen run per workload with its matrix products timed: their share of the
+step, their GFLOP/s, and how they compare with PyTorch's whole step (common.py:
+print_products_floor), the floor under the ratio that no elementwise work lowers.
 
     python benchmarks/conv.py [--batch 64] [--iters 15] [--rounds 3] [--device cpu]
     OPENBLAS_NUM_THREADS=1 python benchmarks/conv.py     # both libraries on one thread

@@ -3,6 +3,8 @@
 layer norm, attention's softmax, Adam) equal their unblocked selves. On CuPy (the emulator
 here) the formula runs once on the whole arrays."""
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -273,3 +275,22 @@ def test_block_size_follows_the_l2_cache(tmp_path):
         (tmp_path / index / "size").write_text(size + "\n")
     assert blocked.l2_bytes(tmp_path) == 1 << 20
     assert blocked.l2_bytes(tmp_path / "absent", default=12345) == 12345
+
+
+def test_benchmarks_products_timer_counts_every_layer_product_and_restores_them():
+    """benchmarks/common.products_timed, which prints each conv workload's BLAS floor: a
+    Linear's forward and backward are three [8, 16] x [16, 32]-sized products; the patched
+    names are put back afterwards."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    from common import products_timed
+
+    from tinygen.ops import conv, linear
+
+    layer = nn.Linear(16, 32)
+    x = tg.tensor(np.ones((8, 16), np.float32), requires_grad=True)
+    with products_timed() as products:
+        layer(x).sum().backward()
+        assert linear.matmul is not blocked.matmul
+    assert products["flops"] == 3 * 2 * 8 * 16 * 32
+    assert products["seconds"] > 0
+    assert linear.matmul is blocked.matmul and conv.matmul_long_inner is blocked.matmul_long_inner
