@@ -12,6 +12,7 @@ import pytest
 
 import tinygen as tg
 import tinygen.distributed as dist
+from tinygen import optim
 
 HERE = Path(__file__).parent / "distributed"
 ROOT = str(Path(__file__).parents[1])
@@ -84,6 +85,78 @@ def test_group_of_one_needs_no_launcher():
         with pytest.raises(ValueError, match="split evenly"):
             dist.local_batch(np.zeros((5, 2)), 0, 2)
         assert dist.local_batch(np.arange(8), 1, 2).tolist() == [4, 5, 6, 7]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_zero1_packs_each_ranks_shards_of_every_parameter_into_one_row():
+    """ZeRO-1's packing for N = 3 ranks without MPI: row r of the packed buffer holds, for
+    every parameter, exactly the shard a per-parameter reduce-scatter gives rank r (its
+    flattened gradient zero-padded to N * s, block r); unpacking the rows is the inverse."""
+    from tinygen.distributed.zero import _Packing, _read_rows, _Shard
+
+    N, sizes = 3, [(1,), (2,), (5,), (7,), (3, 4), (2, 3, 3)]
+    params = [tg.nn.Parameter(tg.tensor(np.zeros(s, np.float32))) for s in sizes]
+    rng = np.random.default_rng(0)
+    for p in params[1:]:                             # the first one has no gradient
+        p.grad = tg.tensor(rng.standard_normal(p.shape).astype(np.float32))
+    for r in range(N):
+        packing = _Packing([_Shard(p, r, N) for p in params], N)
+        row = packing.pack()[r]
+        for p, (sh, part) in zip(params, packing.mine(row)):
+            padded = np.zeros(N * sh.s, np.float32)
+            if p.grad is not None:
+                padded[:p.data.size] = p.grad.numpy().reshape(-1)
+            assert part.tolist() == padded[r * sh.s:r * sh.s + sh.hi - sh.lo].tolist()
+        for p, (sh, block) in zip(params, packing.blocks(packing.pack())):
+            back = np.full(p.data.size, np.nan, np.float32)
+            _read_rows(back, block)
+            want = p.grad.numpy().reshape(-1) if p.grad is not None else np.zeros(p.data.size)
+            assert back.tolist() == want.tolist()
+
+
+def test_zero1_buckets_hold_one_dtype_and_at_most_the_cap():
+    from tinygen.distributed.zero import _packings, _Shard
+
+    shapes = [(10,), (30,), (3,), (100,), (4,), (4,)]
+    dtypes = [np.float32] * 4 + [np.float64, np.float32]
+    params = [tg.nn.Parameter(tg.tensor(np.zeros(s, d))) for s, d in zip(shapes, dtypes)]
+    # packed bytes at N = 2: 2 * ceil(n / 2) * itemsize = 40, 120, 16, 400, 32, 16
+    packings = _packings([_Shard(p, 0, 2) for p in params], 2, cap_bytes=150)
+    sizes = [[sh.param.data.size for sh in pk.shards] for pk in packings]
+    # in order; 40 + 120 > 150; 400 alone exceeds the cap; a change of dtype starts anew
+    assert sizes == [[10], [30, 3], [100], [4], [4]]
+    assert [pk.dtype for pk in packings] == [np.float32] * 3 + [np.float64, np.float32]
+
+
+def test_zero1_step_is_one_collective_each_way(monkeypatch):
+    """One reduce-scatter and one all-gather per step for the whole model (per dtype), not
+    one per parameter; the step still equals the plain optimizer's."""
+    from tinygen.distributed import zero
+
+    calls = []
+    for name in ("reduce_scatter_tensor", "all_gather_into_tensor"):
+        f = getattr(zero, name)
+        monkeypatch.setattr(zero, name, lambda *a, _f=f, _n=name, **k: (calls.append(_n),
+                                                                          _f(*a, **k))[1])
+    dist.destroy_process_group()
+    try:
+        dist.init_process_group()
+        models = []
+        for _ in range(2):
+            tg.manual_seed(0)
+            models.append(tg.nn.Sequential(tg.nn.Linear(4, 8), tg.nn.ReLU(), tg.nn.Linear(8, 3)))
+        plain = optim.AdamW(models[0].parameters(), lr=0.1)
+        sharded = dist.ZeroRedundancyOptimizer(models[1].parameters(), optim.AdamW, lr=0.1)
+        x = tg.tensor(np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32))
+        for model, opt in zip(models, (plain, sharded)):
+            for _ in range(2):
+                opt.zero_grad()
+                (model(x) ** 2).sum().backward()
+                opt.step()
+        assert calls == ["reduce_scatter_tensor", "all_gather_into_tensor"] * 2
+        for a, b in zip(models[0].parameters(), models[1].parameters()):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
     finally:
         dist.destroy_process_group()
 

@@ -11,8 +11,18 @@ all-gather) and cuts the optimizer state per rank to 1/N: Adam's two moments go 
 to 8P/N bytes. Use it instead of DistributedDataParallel.sync_gradients(): it reduces the
 gradients itself.
 
-Sharding is per parameter (every rank gets a slice of each, so the load is even); with a
-flat gradient buffer the per-parameter loop becomes one reduce-scatter over the buffer.
+Sharding is per parameter (every rank gets a slice of each, so the load is even), and the
+communication is one collective per direction, not one per parameter: the gradients are
+packed rank-major into one [N, S] buffer (row r holds rank r's shard of every parameter, S
+the sum of the shard lengths), so one reduce-scatter hands each rank its row; the updated
+shards go back the same way in one all-gather (`_Packing`). Like DDP's buckets, a buffer
+holds one dtype and at most `bucket_cap_mb` (4 MB: the transient buffers then add nothing
+measurable to peak memory), so a larger model takes a few. Measured with 2 processes on
+one 2-core machine (reduce-scatter + all-gather time per step, medians of 4 alternating
+runs): GPT cpu config (52 parameters, 1 bucket each way instead of 52) 2.69 -> 2.14 ms;
+shakespeare-char (76 parameters, 13 buckets) 35.5 -> 35.0 ms, peak RSS 449 -> 451 MB. A
+25 MB cap gave 2.20 and 30.6 ms but ~50 MB more peak memory there. Between machines,
+where each collective pays a network round trip, fewer collectives count for more.
 state_dict() gathers the shards into the ordinary single-process layout, so a checkpoint
 resumes under any number of ranks, with or without ZeRO.
 """
@@ -51,11 +61,78 @@ class _Shard:
         self.view.data = self.param.data.reshape(-1)[self.lo:self.hi]
 
 
+class _Packing:
+    """The shards of parameters of one dtype, packed rank-major for one collective: shard
+    i takes columns [offset_i, offset_i + s_i) of a [N, S] buffer, row r rank r's part, so a
+    parameter's padded [N * s] flattening is exactly its [N, s] block of columns."""
+
+    def __init__(self, shards, world_size):
+        self.shards, self.N = shards, world_size
+        self.offsets = np.cumsum([0] + [sh.s for sh in shards]).tolist()
+        self.size = self.offsets[-1]                                  # S
+        self.xp = get_array_module(shards[0].param.data)
+        self.dtype = shards[0].param.data.dtype
+
+    def blocks(self, buffer):
+        """(shard, its [N, s] block of columns of buffer [N, S]) for every shard."""
+        return [(sh, buffer[:, o:o + sh.s]) for sh, o in zip(self.shards, self.offsets)]
+
+    def pack(self):
+        """Every parameter's gradient, flattened and zero-padded to [N * s], into its block."""
+        buffer = self.xp.zeros((self.N, self.size), self.dtype)
+        for sh, block in self.blocks(buffer):
+            if sh.param.grad is not None:
+                _write_rows(block, sh.param.grad.data.reshape(-1))
+        return buffer
+
+    def mine(self, row):
+        """This rank's row [S], cut into its shard of every parameter."""
+        return [(sh, row[o:o + sh.hi - sh.lo]) for sh, o in zip(self.shards, self.offsets)]
+
+
+def _packings(shards, world_size, cap_bytes):
+    """Shards in order, cut into _Packings of one (array module, dtype) each, every packed
+    [N, S] buffer at most cap_bytes (a shard larger than that gets one of its own)."""
+    packings, run, run_bytes, kind = [], [], 0, None
+    for sh in shards:
+        data = sh.param.data
+        this = (get_array_module(data).__name__, data.dtype.str)
+        size = world_size * sh.s * data.dtype.itemsize
+        if run and (this != kind or run_bytes + size > cap_bytes):
+            packings.append(_Packing(run, world_size))
+            run, run_bytes = [], 0
+        run.append(sh)
+        run_bytes += size
+        kind = this
+    if run:
+        packings.append(_Packing(run, world_size))
+    return packings
+
+
+def _write_rows(block, flat):
+    """block [N, s] <- flat [n <= N s] in row-major order (the rest of block stays as it is)."""
+    s = block.shape[1]
+    k = flat.size // s if s else 0              # rows filled whole, then a partial one
+    block[:k] = flat[:k * s].reshape(k, s)
+    if k < block.shape[0] and flat.size > k * s:
+        block[k, :flat.size - k * s] = flat[k * s:]
+
+
+def _read_rows(flat, block):
+    """flat [n <= N s] <- block [N, s] read in row-major order: _write_rows' inverse."""
+    s = block.shape[1]
+    k = flat.size // s if s else 0
+    flat[:k * s] = block[:k].reshape(-1)
+    if k < block.shape[0] and flat.size > k * s:
+        flat[k * s:] = block[k, :flat.size - k * s]
+
+
 class ZeroRedundancyOptimizer:
     """`ZeroRedundancyOptimizer(params, optimizer_class=AdamW, lr=..., ...)`, as in
-    torch.distributed.optim; param groups (e.g. no weight decay on biases) carry over."""
+    torch.distributed.optim; param groups (e.g. no weight decay on biases) carry over.
+    `bucket_cap_mb` (tinygen's; DDP's name): the most each collective's buffer holds."""
 
-    def __init__(self, params, optimizer_class, **defaults):
+    def __init__(self, params, optimizer_class, bucket_cap_mb=4.0, **defaults):
         self.group = g = group()
         params = list(params)
         groups = params if params and isinstance(params[0], dict) else [{"params": params}]
@@ -70,6 +147,7 @@ class ZeroRedundancyOptimizer:
         # the shards are plain views of the parameters' arrays (not Parameters), updated
         # one by one: the inner optimizer keeps no flat buffer of its own
         self.optim = optimizer_class(inner_groups, **{**defaults, "flat": False})
+        self.packings = _packings(self.shards, g.world_size, bucket_cap_mb * 2**20)
         self.param_groups = self.optim.param_groups  # set lr here, as on any optimizer
         self._reduced = False
         self.comm_seconds = 0.0  # time in reduce-scatter + all-gather, for benchmarks
@@ -83,17 +161,13 @@ class ZeroRedundancyOptimizer:
         """Mean gradient of this rank's shard of every parameter (once per step)."""
         if self._reduced:
             return
-        t0, N = time.perf_counter(), self.group.world_size
-        for sh in self.shards:
-            p = sh.param
-            xp = get_array_module(p.data)
-            full = xp.zeros(N * sh.s, p.data.dtype)  # [N * s] padded, flattened gradient
-            if p.grad is not None:
-                full[:p.data.size] = p.grad.data.reshape(-1)
-            mine = xp.empty(sh.s, p.data.dtype)
-            reduce_scatter_tensor(mine, full, ReduceOp.AVG, check=False)
-            sh.refresh()
-            sh.view.grad = Tensor._make(mine[:sh.hi - sh.lo], None)
+        t0 = time.perf_counter()
+        for packing in self.packings:
+            row = packing.xp.empty(packing.size, packing.dtype)
+            reduce_scatter_tensor(row, packing.pack(), ReduceOp.AVG, check=False)
+            for sh, grad in packing.mine(row):
+                sh.refresh()
+                sh.view.grad = Tensor._make(grad, None)
         self._reduced = True
         self.comm_seconds += time.perf_counter() - t0
 
@@ -118,16 +192,22 @@ class ZeroRedundancyOptimizer:
     def step(self):
         self.reduce_gradients()
         self.optim.step()
-        t0, N = time.perf_counter(), self.group.world_size
-        for sh in self.shards:
-            p = sh.param
-            xp = get_array_module(p.data)
-            mine = xp.zeros(sh.s, p.data.dtype)
-            mine[:sh.hi - sh.lo] = sh.view.data
-            full = xp.empty(N * sh.s, p.data.dtype)
-            all_gather_into_tensor(full, mine, check=False)
-            p.data[...] = full[:p.data.size].reshape(p.data.shape)
-            sh.view.grad = None
+        t0 = time.perf_counter()
+        for packing in self.packings:
+            row = packing.xp.zeros(packing.size, packing.dtype)
+            for sh, part in packing.mine(row):
+                part[...] = sh.view.data
+            full = packing.xp.empty((packing.N, packing.size), packing.dtype)
+            all_gather_into_tensor(full, row, check=False)
+            for sh, block in packing.blocks(full):
+                data = sh.param.data
+                if data.flags.c_contiguous:          # into the parameter's memory, in place
+                    _read_rows(data.reshape(-1), block)
+                else:
+                    flat = packing.xp.empty(data.size, data.dtype)
+                    _read_rows(flat, block)
+                    data[...] = flat.reshape(data.shape)
+                sh.view.grad = None
         self._reduced = False
         self.comm_seconds += time.perf_counter() - t0
 
