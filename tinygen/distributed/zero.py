@@ -12,8 +12,8 @@ to 8P/N bytes. Use it instead of DistributedDataParallel.sync_gradients(): it re
 gradients itself.
 
 Sharding is per parameter (every rank gets a slice of each, so the load is even), and the
-communication is one collective per direction, not one per parameter: the gradients are
-packed rank-major into one [N, S] buffer (row r holds rank r's shard of every parameter, S
+communication is one collective per direction and bucket, not one per parameter: the
+gradients are packed rank-major into one [N, S] buffer (row r holds rank r's shard of every parameter, S
 the sum of the shard lengths), so one reduce-scatter hands each rank its row; the updated
 shards go back the same way in one all-gather (`_Packing`). Like DDP's buckets, a buffer
 holds one dtype and at most `bucket_cap_mb` (4 MB: the transient buffers then add nothing
