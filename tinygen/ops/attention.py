@@ -11,6 +11,7 @@ import numpy as np
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module, row_maxes
 from tinygen.blocked import in_row_blocks, row_dots_in_block, row_sums_in_block
+from tinygen.ops import kernel_calls, kernels
 
 
 class ScaledDotProductAttention(Function):
@@ -39,6 +40,9 @@ class ScaledDotProductAttention(Function):
                  and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
                  and (dropout is None or dropout.shape == q.shape[:-1] + (Tk,)))
         self.blocks = query_blocks(Tq) if split else [(slice(0, Tq), Tk)]
+        # attention.cu's scale + causal mask + softmax in one launch, when switched on
+        self.kernel = (attn_mask is None and Tk <= kernel_calls.MAX_KEYS
+                       and kernels.use("attention_softmax", q, k))
         self.q, self.k, self.v, self.dropout = q, k, v, dropout
         self.att, self.att_used = [], []          # per block: softmax, and it dropped out
         y = None if len(self.blocks) == 1 else xp.empty(v.shape[:-2] + (Tq, v.shape[-1]),
@@ -49,6 +53,8 @@ class ScaledDotProductAttention(Function):
                 att *= self.scale
                 att += attn_mask
                 self._softmax(att, 1.0, None)    # a mask of any broadcast shape: whole arrays
+            elif self.kernel:
+                att = kernel_calls.attention_softmax_forward_cuda(att, self.scale, is_causal)
             else:  # softmax(att · scale + mask) over key rows, a block of heads at a time
                 mask = (self._causal_mask(xp, rows.stop - rows.start, end, att.dtype)
                         if is_causal else None)
@@ -103,7 +109,11 @@ class ScaledDotProductAttention(Function):
             gatt = g @ v[..., :end, :].swapaxes(-1, -2)                  # [B, nh, rows, keys]
             drop = None if self.dropout is None else self.dropout[..., rows, :end]
             blocks = [a for a in (gatt, att, drop) if a is not None]
-            if any(a.shape != gatt.shape for a in blocks):  # a broadcast dropout mask
+            if self.kernel:                                  # attention.cu's backward
+                if drop is not None:
+                    gatt *= drop
+                gatt = kernel_calls.attention_softmax_backward(att, gatt, self.scale)
+            elif any(a.shape != gatt.shape for a in blocks):  # a broadcast dropout mask
                 self._softmax_backward(self.scale, *blocks)
             else:  # a block of heads at a time
                 in_row_blocks(partial(self._softmax_backward, self.scale), *map(_heads, blocks),

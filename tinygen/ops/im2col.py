@@ -44,6 +44,7 @@ import typing
 import numpy as np
 
 from tinygen.backend import get_array_module
+from tinygen.ops import kernels
 
 
 def sides(padding):
@@ -104,6 +105,9 @@ def im2col(rows, kernel, stride, padding, out_size=None, dilation=(1, 1)):
     cols[(c, a, b), (i, j, n)] = padded[c, d_h a + S_h i, d_w b + S_w j, n], one gather."""
     C, H, W, N = rows.shape
     Ho, Wo = windows((H, W), kernel, stride, padding, dilation, out_size)
+    if _kernel_fits(rows, (H, W), kernel, stride, padding, dilation, (Ho, Wo)):
+        from tinygen.ops import kernel_calls  # conv.cu's im2col (kernel_calls imports ops)
+        return kernel_calls.im2col_cuda(rows, kernel, stride, _symmetric(padding), (Ho, Wo))
     xp = get_array_module(rows)
     padded = zero_padded(rows, padding)
     idx = window_index(xp, (H, W), kernel, stride, padding, dilation, (Ho, Wo))
@@ -154,6 +158,9 @@ def col2im(cols, shape, kernel, stride, padding, dilation=(1, 1), out_size=None)
     xp = get_array_module(cols)
     C, H, W, N = shape
     out_size = windows((H, W), kernel, stride, padding, dilation, out_size)
+    if _kernel_fits(cols, (H, W), kernel, stride, padding, dilation, out_size):
+        from tinygen.ops import kernel_calls
+        return kernel_calls.col2im_cuda(cols, shape, kernel, stride, _symmetric(padding))
     if xp is np:
         return col2im_by_slices(cols, shape, kernel, stride, padding, dilation, out_size)
     (pt, pb), (pl, pr) = sides(padding)
@@ -162,6 +169,18 @@ def col2im(cols, shape, kernel, stride, padding, dilation=(1, 1), out_size=None)
     xp.add.at(padded, (slice(None), idx), cols.reshape(C, -1, N))  # one atomic scatter-add
     padded = padded.reshape(C, H + pt + pb, W + pl + pr, N)
     return xp.ascontiguousarray(padded[:, pt:pt + H, pl:pl + W])
+
+
+def _kernel_fits(array, size, kernel, stride, padding, dilation, out_size):
+    """Whether conv.cu's im2col / col2im (ops/kernels.py: "im2col", when switched on) can
+    do this call: CuPy float32, no dilation, the same padding on both sides, every window."""
+    return (kernels.use("im2col", array) and tuple(dilation) == (1, 1)
+            and all(lo == hi for lo, hi in sides(padding))
+            and tuple(out_size) == conv_out_size(size, kernel, stride, padding))
+
+
+def _symmetric(padding):
+    return tuple(lo for lo, _ in sides(padding))
 
 
 def inside(offset, S, P, n_out, n):

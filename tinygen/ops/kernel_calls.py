@@ -5,8 +5,10 @@ Per kernel family three functions, in this order:
                          while the kernel is switched off (the default), and what
                          tests/test_cuda_kernels.py compares the kernel with;
   `<op>_cuda(...)`       the launch: CuPy float32 arrays only;
-  `<op>(...)`            the dispatch the Functions call: the kernel when it is switched on
-                         (ops/kernels.py) and the arrays are CuPy float32, else the reference.
+  `<op>(...)`            the dispatch: the kernel when it is switched on (ops/kernels.py)
+                         and the arrays are CuPy float32, else the reference.
+The Functions in ops/ check `kernels.use` themselves and then launch `<op>_cuda` (their
+fallback is their own array code, not the reference); docs/gpu_kernels.md lists which.
 Shapes use B, T, C, nh, hs; N is a count of rows (B*T tokens), V a vocabulary.
 """
 

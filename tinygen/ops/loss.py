@@ -2,6 +2,7 @@
 
 from tinygen.autograd import Function
 from tinygen.backend import get_array_module, row_maxes, row_sums
+from tinygen.ops import kernel_calls, kernels
 
 
 class CrossEntropy(Function):
@@ -22,6 +23,14 @@ class CrossEntropy(Function):
         xp = get_array_module(logits)
         N, V = logits.shape
         valid = target != ignore_index
+        self.reduction, self.kernel_grad = reduction, None
+        if weight is None and not label_smoothing and kernels.use("cross_entropy", logits):
+            # loss.cu: the losses and softmax - one_hot(target) in one pass over the logits
+            losses, self.kernel_grad = kernel_calls.cross_entropy_forward_backward_cuda(
+                logits, target, ignore_index)
+            self.count = (1 if reduction != "mean" else
+                          xp.maximum(valid.astype(logits.dtype).sum(), 1))
+            return losses if reduction == "none" else losses.sum() / self.count
         safe = xp.where(valid, target, 0)
         # bounds: checked by F.cross_entropy (backend.check_index_bounds), without a sync
         logp = logits - row_maxes(logits)
@@ -32,7 +41,7 @@ class CrossEntropy(Function):
         if eps:
             smooth = -(logp.sum(axis=1) if weight is None else logp @ weight)       # [N]
             losses = (1 - eps) * losses + (eps / V) * smooth * valid
-        self.logp, self.safe, self.valid, self.reduction = logp, safe, valid, reduction
+        self.logp, self.safe, self.valid = logp, safe, valid
         self.wy, self.weight, self.eps = wy, weight, eps
         # a device scalar on the GPU: no int() sync
         # (all rows ignored without a weight: 0, not PyTorch's 0/0 = nan)
@@ -43,6 +52,9 @@ class CrossEntropy(Function):
         return losses.sum() / self.count
 
     def backward(self, grad):
+        if self.kernel_grad is not None:             # the kernel's gradient, 0 on ignored rows
+            scale = grad[:, None] if self.reduction == "none" else grad / self.count
+            return self.kernel_grad * scale
         xp = get_array_module(self.logp)
         N, V = self.logp.shape
         g = xp.exp(self.logp)                        # softmax

@@ -8,6 +8,8 @@ import math
 
 from tinygen.backend import get_array_module
 from tinygen.blocked import in_row_blocks
+from tinygen.ops import kernels
+from tinygen.optim import adam_kernel
 from tinygen.optim.optimizer import Optimizer
 
 
@@ -54,11 +56,15 @@ class Adam(Optimizer):
         at 10.7M parameters 88 -> 46 ms of CPU time, docs/cpu_speed.md)."""
         lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
                                        group["weight_decay"])
+        flat = x.ndim == 1 and all(a.flags.c_contiguous for a in (x, g, m, v))
+        if flat and kernels.use("adam", x, g, m, v):         # adam.cu, when switched on
+            return adam_kernel.adam_step_cuda(x, g, m, v, t, lr, (beta1, beta2), eps, wd,
+                                              self.decoupled)
         c = {"shrink": 1.0 - lr * wd if wd and self.decoupled else None,
              "l2": wd if wd and not self.decoupled else None,
              "beta1": beta1, "beta2": beta2, "eps": eps,
              "rbias2": 1.0 / math.sqrt(1.0 - beta2 ** t), "step": lr / (1.0 - beta1 ** t)}
-        if x.ndim != 1 or not all(a.flags.c_contiguous for a in (x, g, m, v)):
+        if not flat:
             return self._adam_formula(x, g, m, v, c)  # one parameter: the whole arrays
         # a flat buffer [total]: its blocks are slices
         in_row_blocks(self._adam_formula, x, g, m, v, shared=(c,))
