@@ -11,6 +11,7 @@ same op with the kernels off. What the CUDA code computes is checked only on a G
 
 import numpy as np
 import pytest
+from conftest import EMULATED_CUDA
 from test_cuda_kernel_launches import checked_launch, launched
 
 import tinygen as tg
@@ -166,3 +167,47 @@ def test_float64_and_the_switch_off_keep_the_array_code(switch):
     forward_backward(lambda t: F.layer_norm(t, (40,)), x)
     forward_backward(lambda t: F.gelu(t, approximate="tanh"), x)
     assert not launched
+
+
+@pytest.mark.skipif(not EMULATED_CUDA, reason="runs the kernels' NumPy models on the emulator")
+def test_gpt_steps_on_the_emulated_gpu_with_every_kernel_on(monkeypatch):
+    """The real switch (kernels.enable()) on the CuPy emulator's float32 arrays: a GPT's
+    training steps (layer norm, GELU, causal attention, cross-entropy, AdamW's flat buffer)
+    launch their kernels, run here as NumPy models on the emulated arrays' memory, and
+    reach the losses and weights of the same steps with the kernels off."""
+    from cupy_emulator_array import ndarray as emulated
+
+    from tinygen.models.gpt import GPT, GPTConfig
+
+    def launch_on_emulated(family, kernel, grid, block, args):
+        checked_launch(family, kernel, grid, block,
+                       tuple(a._a if isinstance(a, emulated) else a for a in args))
+
+    monkeypatch.setattr(kernel_calls, "launch", launch_on_emulated)
+    monkeypatch.setattr(adam_kernel, "launch", launch_on_emulated)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 17, (3, 8)), rng.integers(0, 17, (3, 8))
+
+    def train():
+        tg.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16,
+                              dropout=0.0, bias=True)).to("cuda")
+        opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.99))
+        losses = []
+        for _ in range(3):
+            _, loss = model(tg.tensor(x, device="cuda"), tg.tensor(y, device="cuda"))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return [np.array(losses)] + [p.numpy() for p in model.parameters()]
+
+    off = train()
+    launched.clear()
+    monkeypatch.setattr(kernels, "_enabled", set(kernels.KERNELS))
+    on = train()
+    assert {"layer_norm_forward", "layer_norm_backward_input", "gelu_forward",
+            "gelu_backward", "attention_softmax_forward", "attention_softmax_backward",
+            "cross_entropy_forward_backward", "adam_step"} <= set(launched)
+    assert_same(off[:1], on[:1], 1e-5)
+    assert_same(off[1:], on[1:], 1e-4)
