@@ -59,7 +59,7 @@ def forward_backward(fn, *inputs):
         t.grad = None
     out = fn(*inputs)
     w = np.random.default_rng(9).standard_normal(out.shape).astype(np.float32)
-    (out * tg.tensor(w)).sum().backward()
+    (out * tg.tensor(w, device=out.device)).sum().backward()
     return [out.numpy()] + [t.grad.numpy() for t in inputs]
 
 
@@ -169,15 +169,9 @@ def test_float64_and_the_switch_off_keep_the_array_code(switch):
     assert not launched
 
 
-@pytest.mark.skipif(not EMULATED_CUDA, reason="runs the kernels' NumPy models on the emulator")
-def test_gpt_steps_on_the_emulated_gpu_with_every_kernel_on(monkeypatch):
-    """The real switch (kernels.enable()) on the CuPy emulator's float32 arrays: a GPT's
-    training steps (layer norm, GELU, causal attention, cross-entropy, AdamW's flat buffer)
-    launch their kernels, run here as NumPy models on the emulated arrays' memory, and
-    reach the losses and weights of the same steps with the kernels off."""
+def launch_kernels_on_the_emulator(monkeypatch):
+    """Each launch checked and run as its kernel's NumPy model on the emulated arrays' memory."""
     from cupy_emulator_array import ndarray as emulated
-
-    from tinygen.models.gpt import GPT, GPTConfig
 
     def launch_on_emulated(family, kernel, grid, block, args):
         checked_launch(family, kernel, grid, block,
@@ -185,6 +179,40 @@ def test_gpt_steps_on_the_emulated_gpu_with_every_kernel_on(monkeypatch):
 
     monkeypatch.setattr(kernel_calls, "launch", launch_on_emulated)
     monkeypatch.setattr(adam_kernel, "launch", launch_on_emulated)
+    launched.clear()
+
+
+emulator_only = pytest.mark.skipif(not EMULATED_CUDA,
+                                   reason="runs the kernels' NumPy models on the emulator")
+
+
+@emulator_only
+def test_conv_layer_on_the_emulated_gpu_launches_im2col_and_col2im(monkeypatch):
+    launch_kernels_on_the_emulator(monkeypatch)
+
+    def run():
+        tg.manual_seed(0)
+        conv = nn.Conv2d(3, 5, 3, stride=2, padding=1).to("cuda")
+        x = leaf(2, 3, 9, 8, seed=7).to("cuda").detach()
+        x.requires_grad = True
+        return forward_backward(conv, x) + [p.grad.numpy() for p in conv.parameters()]
+
+    off = run()
+    monkeypatch.setattr(kernels, "_enabled", set(kernels.KERNELS))
+    on = run()
+    assert_same(off, on, 1e-4)
+    assert {"im2col", "col2im"} <= set(launched)
+
+
+@emulator_only
+def test_gpt_steps_on_the_emulated_gpu_with_every_kernel_on(monkeypatch):
+    """The real switch (kernels.enable()) on the CuPy emulator's float32 arrays: a GPT's
+    training steps (layer norm, GELU, causal attention, cross-entropy, AdamW's flat buffer)
+    launch their kernels, run here as NumPy models on the emulated arrays' memory, and
+    reach the losses and weights of the same steps with the kernels off."""
+    from tinygen.models.gpt import GPT, GPTConfig
+
+    launch_kernels_on_the_emulator(monkeypatch)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 17, (3, 8)), rng.integers(0, 17, (3, 8))
 
