@@ -8,9 +8,10 @@ step (forward, backward, grad clip, AdamW; fp32) next to a PyTorch twin in one p
 
 GPU mode writes JSON: the pytest summary, and per config (nanoGPT's baby 4/4/128 at B=12,
 T=64 and shakespeare-char 6/6/384 at B=64, T=256) ms/iter, tokens/s and peak device memory
-for both libraries, with tinygen's launches and host syncs per step as counted on the
-emulator (the same code path; CuPy itself has no launch counter). It has not run on a GPU yet
-(docs/gpu.md).
+for both libraries, tinygen's step once more with every CUDA kernel switched on (its ms and
+first loss beside the kernels-off loss: docs/gpu_kernels.md), and tinygen's launches and
+host syncs per step as counted on the emulator (the same code path; CuPy itself has no
+launch counter). It has not run on a GPU yet (docs/gpu.md).
 """
 
 import argparse
@@ -199,8 +200,9 @@ def gpu_benchmark(iters):
         pool = cupy.get_default_memory_pool()
         pool.free_all_blocks()
         _, tg_step = gpt_step(cfg, "cuda")
-        tg_ms, _ = timed(tg_step, iters, cupy.cuda.Device().synchronize)
+        tg_ms, first_loss = timed(tg_step, iters, cupy.cuda.Device().synchronize)
         tg_peak = pool.total_bytes()  # what the pool holds after the step: its high-water mark
+        with_kernels = kernels_step(cfg, iters, cupy.cuda.Device().synchronize)
         torch.cuda.reset_peak_memory_stats()
         th_ms, _ = timed(torch_step(cfg), iters, torch.cuda.synchronize)
         results[name] = {
@@ -208,8 +210,24 @@ def gpu_benchmark(iters):
                         "peak_device_mib": tg_peak / 2**20},
             "torch": {"ms_per_iter": th_ms, "tokens_per_s": tokens / th_ms * 1000,
                       "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20},
-            "tinygen_over_torch": tg_ms / th_ms}
+            "tinygen_over_torch": tg_ms / th_ms,
+            "tinygen_kernels_on": {**with_kernels, "over_torch": with_kernels["ms_per_iter"]
+                                   / th_ms, "first_loss_kernels_off": first_loss.item()}}
     return results
+
+
+def kernels_step(cfg, iters, sync):
+    """tinygen's step again with every CUDA kernel switched on (ops/kernels.py; compiled in
+    the warm-up steps): ms/iter and the first loss, to read beside the kernels-off one."""
+    from tinygen.ops import kernels
+
+    kernels.enable()
+    try:
+        ms, loss = timed(gpt_step(cfg, "cuda")[1], iters, sync)
+    finally:
+        kernels.disable()
+    tokens = cfg["batch"] * cfg["block_size"]
+    return {"ms_per_iter": ms, "tokens_per_s": tokens / ms * 1000, "first_loss": loss.item()}
 
 
 def main():
