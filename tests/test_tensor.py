@@ -160,6 +160,11 @@ def test_item_numpy_tolist(device):
     with pytest.raises(RuntimeError, match="ambiguous"):
         bool(x)
     assert bool(tg.tensor([1.0], device=device) > 0)
+    # float() and int() of a one-element tensor, as in PyTorch
+    assert float(x[0, 0]) == 1.5 and type(float(x[0, 0])) is float
+    assert int(x[0, 0]) == 1 and int(tg.tensor([[-2.7]], device=device)) == -2
+    with pytest.raises(ValueError, match=r"item.*\(1, 2\)"):
+        float(x)
 
 
 def test_numpy_of_a_grad_tensor_has_no_graph(device):

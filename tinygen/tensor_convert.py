@@ -41,6 +41,14 @@ class ConversionMethods:
                              f"this one has shape {self.shape}")
         return to_numpy(self.data.reshape(())).item()  # to_numpy: pending index checks
 
+    def __float__(self):
+        """`float(t)` for a one-element tensor, as in PyTorch (its value: a host sync on a GPU)."""
+        return float(self.item())
+
+    def __int__(self):
+        """`int(t)` for a one-element tensor (a float one truncates, as int(2.7) does)."""
+        return int(self.item())
+
     def tolist(self):
         return to_numpy(self.data).tolist()
 
