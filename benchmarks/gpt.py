@@ -12,7 +12,8 @@ memory and the tinygen/PyTorch ratio for each config.
 
 First it prints NumPy's BLAS (library, version, kernels, threads) and the sgemm GFLOP/s of
 NumPy and PyTorch at the step's main matrix shapes (benchmarks/common.py): the floor under
-the ratios, which no elementwise work can lower.
+the ratios, which no elementwise work can lower. Last, per config, how long tinygen's Linear
+products take inside its step (timed over a few more steps), and so what the rest takes.
 """
 
 import argparse
@@ -60,7 +61,16 @@ def run_tinygen(cfg, weights, iters, device):
         opt.step()
         return loss.item()
 
-    return timed(step, iters, lambda: tg.backend.synchronize(device))
+    result = timed(step, iters, lambda: tg.backend.synchronize(device))
+    if device == "cpu":  # a few steps more, every Linear's product timed (common.py)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from common import products_timed
+        n = min(iters, 5)
+        with products_timed() as products:
+            for i in range(n):
+                step(i)
+        result["products_ms"] = 1000 * products["seconds"] / n
+    return result
 
 
 def run_torch(cfg, weights, iters, device):
@@ -214,6 +224,11 @@ def main():
             print(f"{name:18s} tinygen/torch: time {best['tinygen']['ms'] / best['torch']['ms']:.2f}x"
                   f", peak memory {mem:.2f}x")
             print_paired(name, results)
+            if "products_ms" in best["tinygen"]:
+                p, ms = best["tinygen"]["products_ms"], best["tinygen"]["ms"]
+                print(f"{name:18s} tinygen's Linear products {p:.1f} ms/step (5 more "
+                      f"steps timed), the rest ~{ms - p:.1f} ms; PyTorch's whole step "
+                      f"{best['torch']['ms']:.1f} ms")
         args.iters = 0
 
 
