@@ -109,22 +109,26 @@ def _packings(shards, world_size, cap_bytes):
     return packings
 
 
+def _row_major(block, n):
+    """The part of block [N, s] that n <= N s numbers fill in row-major order: its whole
+    rows [k, s] and the start [n - k s] of the next row (views)."""
+    k = n // block.shape[1] if block.shape[1] else 0
+    tail = n - k * block.shape[1]
+    return block[:k], block[k, :tail] if tail else block[:0].reshape(-1)
+
+
 def _write_rows(block, flat):
-    """block [N, s] <- flat [n <= N s] in row-major order (the rest of block stays as it is)."""
-    s = block.shape[1]
-    k = flat.size // s if s else 0              # rows filled whole, then a partial one
-    block[:k] = flat[:k * s].reshape(k, s)
-    if k < block.shape[0] and flat.size > k * s:
-        block[k, :flat.size - k * s] = flat[k * s:]
+    """block [N, s] <- flat [n] in row-major order (the rest of block stays as it is)."""
+    whole, tail = _row_major(block, flat.size)
+    whole[...] = flat[:whole.size].reshape(whole.shape)
+    tail[...] = flat[whole.size:]
 
 
 def _read_rows(flat, block):
-    """flat [n <= N s] <- block [N, s] read in row-major order: _write_rows' inverse."""
-    s = block.shape[1]
-    k = flat.size // s if s else 0
-    flat[:k * s] = block[:k].reshape(-1)
-    if k < block.shape[0] and flat.size > k * s:
-        flat[k * s:] = block[k, :flat.size - k * s]
+    """flat [n] <- block [N, s] read in row-major order: _write_rows' inverse."""
+    whole, tail = _row_major(block, flat.size)
+    flat[:whole.size] = whole.reshape(-1)
+    flat[whole.size:] = tail
 
 
 class ZeroRedundancyOptimizer:
@@ -199,14 +203,8 @@ class ZeroRedundancyOptimizer:
                 part[...] = sh.view.data
             full = packing.xp.empty((packing.N, packing.size), packing.dtype)
             all_gather_into_tensor(full, row, check=False)
-            for sh, block in packing.blocks(full):
-                data = sh.param.data
-                if data.flags.c_contiguous:          # into the parameter's memory, in place
-                    _read_rows(data.reshape(-1), block)
-                else:
-                    flat = packing.xp.empty(data.size, data.dtype)
-                    _read_rows(flat, block)
-                    data[...] = flat.reshape(data.shape)
+            for sh, block in packing.blocks(full):   # a view: contiguous, as _Shard checks
+                _read_rows(sh.param.data.reshape(-1), block)
                 sh.view.grad = None
         self._reduced = False
         self.comm_seconds += time.perf_counter() - t0

@@ -24,7 +24,7 @@ class LayerNormFunction(Function):
         self.has_bias, self.weight = bias is not None, weight
         if kernels.use("layer_norm", x, weight, bias):   # normalization.cu, when switched on
             out, self.mean, self.rstd = kernel_calls.layer_norm_forward_cuda(x, weight, bias, eps)
-            self.x = x
+            self.x, self.xhat = x, None                   # backward takes x, mean, rstd
             return out
         xp = get_array_module(x)
         C = x.shape[-1]
@@ -58,7 +58,7 @@ class LayerNormFunction(Function):
         # over all rows, and g x̂ is the array whose column sums are gw: three passes over
         # [N, C] fewer than forming g w first and summing its rows (docs/cpu_speed.md).
         w = self.weight
-        if hasattr(self, "mean"):                                 # the kernel's forward ran
+        if self.xhat is None:                                     # the kernel's forward ran
             gx, gw, gb = kernel_calls.layer_norm_backward(grad, self.x, self.mean, self.rstd,
                                                           w, self.has_bias)
             return gx if w is None else (gx, gw, gb) if self.has_bias else (gx, gw)
