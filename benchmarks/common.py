@@ -6,6 +6,7 @@ alike) and prints the table."""
 import contextlib
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -160,29 +161,22 @@ def add_arguments(parser, batch=None, iters=15, rounds=3):
 # ---- the BLAS floor: which BLAS each library runs, and how fast its sgemm is ---------------
 
 def numpy_blas():
-    """{library, version, config, core, threads} of NumPy's BLAS, as this process runs it:
-    numpy.show_config's build record, then OpenBLAS itself (openblas_get_config and
-    openblas_get_corename, found as tinygen.threads finds openblas_set_num_threads) for the
-    kernels DYNAMIC_ARCH picked on this CPU, and threadpoolctl's view when installed."""
-    import ctypes
-
-    from tinygen import threads as tthreads
+    """{library, version, config, core, threads, pinned} of NumPy's BLAS, as this process
+    runs it: numpy.show_config's build record, then OpenBLAS itself (tinygen.threads'
+    openblas_kernels) for the kernels DYNAMIC_ARCH picked on this CPU, and threadpoolctl's
+    view when installed. `pinned`: where OPENBLAS_CORETYPE chose the kernels instead of
+    OpenBLAS's detection, what a process without it gets."""
+    from tinygen.threads import openblas_kernels
 
     blas = np.show_config("dicts")["Build Dependencies"].get("blas", {})
     info = {"library": blas.get("name", "?"), "version": blas.get("version", "?"),
             "config": " ".join(str(blas.get("openblas configuration", "")).split()),
-            "core": "?", "threads": tg.get_num_threads()}
-    for path in tthreads._loaded_libraries():
-        if not os.path.basename(path).lower().startswith(tthreads._LIBRARY_NAMES):
-            continue
-        lib = ctypes.CDLL(path)
-        for pre, suf in tthreads._SYMBOL_FORMS:
-            core = getattr(lib, f"{pre}openblas_get_corename{suf}", None)
-            config = getattr(lib, f"{pre}openblas_get_config{suf}", None)
-            if core is not None and config is not None:
-                core.restype = config.restype = ctypes.c_char_p
-                info["core"], info["config"] = core().decode(), config().decode().strip()
-                break
+            "core": "?", "threads": tg.get_num_threads(), "pinned": None}
+    kernels = openblas_kernels()
+    if kernels is not None:
+        info["core"], info["config"] = kernels
+        if "OPENBLAS_CORETYPE" in os.environ:
+            info["pinned"] = _detected_kernels()
     try:
         from threadpoolctl import threadpool_info
         pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
@@ -193,6 +187,16 @@ def numpy_blas():
     except ImportError:
         pass
     return info
+
+
+def _detected_kernels():
+    """The kernels OpenBLAS's own detection picks on this CPU: asked of a fresh Python
+    without OPENBLAS_CORETYPE."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    code = "import numpy; from tinygen.threads import openblas_kernels as k; print(k()[0])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=False)
+    return out.stdout.strip() or "?"
 
 
 def sgemm_gflops(shapes, threads=None, repeats=20):
@@ -242,7 +246,9 @@ def print_blas_floor(shapes):
     it (where NumPy's sgemm is slower, no elementwise work closes that part of the gap).
     Returns the GFLOP/s table."""
     info = numpy_blas()
-    print(f"numpy BLAS: {info['library']} {info['version']}, kernels {info['core']}, "
+    pinned = (f" (pinned by OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}; "
+              f"unpinned, OpenBLAS picks {info['pinned']} here)" if info["pinned"] else "")
+    print(f"numpy BLAS: {info['library']} {info['version']}, kernels {info['core']}{pinned}, "
           f"{info['threads']} threads; {info['config']}")
     if "threadpoolctl" in info:
         print(f"  threadpoolctl: {info['threadpoolctl']}")

@@ -4,6 +4,9 @@ checks of tinygen.cli."""
 
 import dataclasses
 import json
+import os
+import platform
+import subprocess
 import sys
 
 import numpy as np
@@ -109,6 +112,18 @@ def test_set_num_threads_sets_openblas_at_run_time():
 def test_set_num_threads_rejects_bad_counts(n):
     with pytest.raises(ValueError, match="n="):
         tg.set_num_threads(n)
+
+
+def test_openblas_kernels_names_the_set_openblas_coretype_pins():
+    from tinygen.threads import openblas_kernels
+
+    if openblas_kernels() is None or platform.machine() != "x86_64":
+        pytest.skip("NumPy's BLAS is not an x86-64 OpenBLAS here")
+    code = "import tinygen.threads as t; print(t.openblas_kernels()[0])"
+    for core in ("Nehalem", "Sandybridge"):  # in every x86-64 DYNAMIC_ARCH build
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "OPENBLAS_CORETYPE": core}, check=True)
+        assert out.stdout.split()[-1].lower() == core.lower()
 
 
 # ---- minibatch_steps -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numpy as np
 
 _LIBRARY_NAMES = ("libopenblas", "libscipy_openblas", "openblas")
 _SYMBOL_FORMS = [(pre, suf) for pre in ("scipy_", "") for suf in ("64_", "_64", "")]
-_openblas = None  # (set, get) once found, False if there is none
+_openblas = None  # {name: ctypes function} once found, False if there is none
 
 
 def _loaded_libraries():
@@ -33,7 +33,13 @@ def _loaded_libraries():
                   + glob.glob(os.path.join(root, "numpy", ".dylibs", "*openblas*")))
 
 
+# OpenBLAS's functions used here: name -> (restype, argtypes)
+_FUNCTIONS = {"set_num_threads": (None, [ctypes.c_int]), "get_num_threads": (ctypes.c_int, []),
+              "get_corename": (ctypes.c_char_p, []), "get_config": (ctypes.c_char_p, [])}
+
+
 def _find_openblas():
+    """{"set_num_threads": f, ...}: OpenBLAS's own functions (_FUNCTIONS), or False."""
     global _openblas
     if _openblas is None:
         _openblas = False
@@ -45,12 +51,12 @@ def _find_openblas():
             except OSError:
                 continue
             for pre, suf in _SYMBOL_FORMS:
-                setter = getattr(lib, f"{pre}openblas_set_num_threads{suf}", None)
-                getter = getattr(lib, f"{pre}openblas_get_num_threads{suf}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    _openblas = (setter, getter)
+                found = {name: getattr(lib, f"{pre}openblas_{name}{suf}", None)
+                         for name in _FUNCTIONS}
+                if all(f is not None for f in found.values()):
+                    for name, f in found.items():
+                        f.restype, f.argtypes = _FUNCTIONS[name]
+                    _openblas = found
                     return _openblas
     return _openblas
 
@@ -65,10 +71,21 @@ def set_num_threads(n):
                            "found), so its threads cannot be set at run time; set its own "
                            "environment variable (MKL_NUM_THREADS, VECLIB_MAXIMUM_THREADS) "
                            "before starting Python")
-    found[0](int(n))
+    found["set_num_threads"](int(n))
 
 
 def get_num_threads():
     """The number of threads OpenBLAS uses now (None if NumPy's BLAS is not OpenBLAS)."""
     found = _find_openblas()
-    return found[1]() if found else None
+    return found["get_num_threads"]() if found else None
+
+
+def openblas_kernels():
+    """(kernels, build configuration) of the OpenBLAS this process runs, e.g. ("SkylakeX",
+    "OpenBLAS 0.3.31 DYNAMIC_ARCH ..."): the kernel set a DYNAMIC_ARCH build picked for
+    this CPU when it loaded (see tinygen/openblas_core.py). None if NumPy's BLAS is not
+    OpenBLAS."""
+    found = _find_openblas()
+    if not found:
+        return None
+    return (found["get_corename"]().decode(), " ".join(found["get_config"]().decode().split()))
