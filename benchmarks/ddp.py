@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
+from procmem import peak_rss_mib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {  # as in benchmarks/gpt.py
@@ -91,7 +91,7 @@ def worker(args):
     seconds = time.perf_counter() - t0
     state = (opt.state_bytes() if args.zero1 else
              sum(v.nbytes for s in opt.state.values() for v in s.values() if hasattr(v, "nbytes")))
-    mine = np.array([comm.comm_seconds, state, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    mine = np.array([comm.comm_seconds, state, 1024 * peak_rss_mib(),
                      *phases.values()], np.float64)
     everyone = np.zeros((dist.get_world_size(), len(mine)))
     dist.all_gather_into_tensor(everyone, mine)

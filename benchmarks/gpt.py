@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+from procmem import peak_rss_mib
 
 CONFIGS = {  # nanoGPT's CPU config and its shakespeare-char config
     "cpu": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch": 12},
@@ -125,7 +125,7 @@ def timed(step, iters, sync):
         sync()
         times.append(time.perf_counter() - t0)
     return {"ms": 1000 * float(np.median(times)), "losses": losses,
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mib": peak_rss_mib()}
 
 
 def print_paired(name, results):

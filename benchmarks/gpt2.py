@@ -28,16 +28,12 @@ import time
 from statistics import median
 
 import numpy as np
+from procmem import memory_kb
 
 import tinygen as tg
 from tinygen.models.gpt import GPT
 
 SHAKESPEARE = "/work/shared/data/tinyshakespeare.txt"
-
-
-def memory_kb(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def load_only(path, lib):

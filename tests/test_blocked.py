@@ -4,6 +4,7 @@ layer norm, attention's softmax, Adam) equal their unblocked selves. On CuPy (th
 here) the formula runs once on the whole arrays."""
 
 import os
+import subprocess
 import sys
 import threading
 
@@ -294,3 +295,16 @@ def test_benchmarks_products_timer_counts_every_layer_product_and_restores_them(
     assert products["flops"] == 3 * 2 * 8 * 16 * 32
     assert products["seconds"] > 0
     assert linear.matmul is blocked.matmul and conv.matmul_long_inner is blocked.matmul_long_inner
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_benchmarks_peak_memory_is_the_childs_own_not_its_parents():
+    """benchmarks/procmem.peak_rss_mib, gpt.py's peak MiB column: a child started while this
+    process holds 300 MiB more reports its own peak, where ru_maxrss would report ours."""
+    bench = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks")
+    ballast = np.ones(300 * 2**20 // 8)  # touched, so resident
+    code = f"import sys; sys.path.insert(0, {bench!r}); import procmem; print(procmem.peak_rss_mib())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    child = float(out.stdout.split()[-1])
+    assert 1 < child < 200, child
+    assert ballast.sum() > 0
