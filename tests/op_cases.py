@@ -100,6 +100,23 @@ def gelu_case(env):
     return [x], partial(F.gelu, approximate="tanh"), composed
 
 
+def swiglu_case(env):
+    shape = shape_of(env, 0, 2) + (2 * env.size(1, 3, name="half"),)   # last axis: two halves
+    x = env.leaf(*shape, scale=2.0)
+
+    def composed(x):
+        a, b = x.split(shape[-1] // 2, -1)
+        return F.silu(a) * b
+
+    return [x], F.swiglu, composed
+
+
+def torch_swiglu(x):
+    import torch
+    a, b = x.chunk(2, -1)
+    return torch.nn.functional.silu(a) * b
+
+
 def leaky_relu_case(env, slope=SLOPE):
     x = env.leaf(*shape_of(env, 1), min_abs=0.1)
     return ([x], lambda x: F.leaky_relu(x, slope),
@@ -331,6 +348,8 @@ CASES = [
                             composed=lambda t: 1 / (1 + (-t).exp())),
          reference=lambda a: 1 / (1 + np.exp(-a))),
     Case("gelu", gelu_case),
+    Case("swiglu", swiglu_case, torch=torch_swiglu,
+         examples=[{"shape": (), "half": 1}, {"shape": (2, 3), "half": 3}]),
     Case("leaky_relu", leaky_relu_case),
     Case("leaky_relu-0.2", partial(leaky_relu_case, slope=0.2)),  # DCGAN's discriminator
     Case("leaky_relu-0", partial(leaky_relu_case, slope=0.0)),    # plain ReLU

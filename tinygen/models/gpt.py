@@ -103,7 +103,8 @@ class SwiGLUMLP(nn.Module):
     """SwiGLU feed-forward (Shazeer 2020, "GLU Variants Improve Transformer"; LLaMA):
     c_proj(silu(x W_gate) * (x W_up)), hidden size 8/3 · n_embd (rounded up to a multiple
     of 8) so that its three matrices hold about as many weights as GELU's two of 4 · n_embd.
-    W_gate and W_up are one Linear c_fc [2 hidden, C]: one matmul, then split."""
+    W_gate and W_up are one Linear c_fc [2 hidden, C]: one matmul, then F.swiglu (silu of
+    the first half times the second, fused: no split, one node)."""
 
     def __init__(self, config):
         hidden = -(-8 * config.n_embd // 3)            # ⌈8C/3⌉
@@ -114,8 +115,8 @@ class SwiGLUMLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        gate, up = self.c_fc(x).split(self.hidden, -1)               # [B, T, hidden] each
-        return self.dropout(self.c_proj(F.silu(gate) * up))
+        h = F.swiglu(self.c_fc(x))          # silu(gate) * up, [B, T, 2 hidden] -> [B, T, hidden]
+        return self.dropout(self.c_proj(h))
 
 
 def make_norm(config):

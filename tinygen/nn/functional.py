@@ -26,6 +26,7 @@ from tinygen.nn.functional_activation import (  # noqa: F401  (the F namespace)
     silu,
     softplus,
     softsign,
+    swiglu,
 )
 from tinygen.nn.functional_conv import (  # noqa: F401
     conv1d,

@@ -30,6 +30,13 @@ def silu(x):
     return x * x.sigmoid()
 
 
+def swiglu(x):
+    """silu(a) * b for a, b the first and second halves of x's last axis: LLaMA's gated
+    MLP after its one projection to both (Shazeer 2020). Not in PyTorch, which writes
+    `a, b = x.chunk(2, -1); F.silu(a) * b`; fused here (ops.SwiGLUFunction)."""
+    return ops.SwiGLUFunction.apply(x)
+
+
 def softplus(x, beta=1.0, threshold=20.0):
     """log(1 + e^(βx)) / β, and x itself where βx > threshold (PyTorch's linear regime).
     Written relu(βx) + log1p(e^(-|βx|)): no overflow for large |x|."""

@@ -5,7 +5,7 @@ One file per family, so that "where is the backward of X" is answered by a file 
     elementwise.py    add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clip, cast, where,
                       maximum/minimum, sin, cos, asin, acos, atan, atan2, log1p, expm1,
                       floor, ceil, round, trunc, sign, erf
-    activation.py     relu, tanh, sigmoid, gelu, leaky_relu
+    activation.py     relu, tanh, sigmoid, gelu, swiglu, leaky_relu
     matmul.py         matmul
     linalg.py         det, inv, solve, cholesky, qr, eigh, svd (tinygen.linalg)
     linear.py         linear (x Wᵀ + b)
@@ -34,6 +34,7 @@ from tinygen.ops.activation import (  # noqa: F401
     LeakyReLUFunction,
     ReLUFunction,
     SigmoidFunction,
+    SwiGLUFunction,
     TanhFunction,
 )
 from tinygen.ops.attention import PackedQKVAttention, ScaledDotProductAttention  # noqa: F401
