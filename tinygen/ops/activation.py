@@ -124,7 +124,7 @@ class SwiGLUFunction(Function):
         xp = get_array_module(x)
         out = xp.empty(x.shape[:-1] + (x.shape[-1] // 2,), x.dtype)
         self.x, self.s, self.silu = x, xp.empty_like(out), xp.empty_like(out)
-        in_row_blocks(self._forward, *map(_rows, (x, out, self.s, self.silu)))
+        in_row_blocks(self._forward, *map(_at_least_2d, (x, out, self.s, self.silu)))
         return out
 
     @staticmethod
@@ -143,7 +143,7 @@ class SwiGLUFunction(Function):
 
     def backward(self, grad):
         gx = get_array_module(grad).empty_like(self.x)
-        in_row_blocks(self._backward, *map(_rows, (grad, self.x, self.s, self.silu, gx)))
+        in_row_blocks(self._backward, *map(_at_least_2d, (grad, self.x, self.s, self.silu, gx)))
         return gx
 
     @staticmethod
@@ -158,7 +158,7 @@ class SwiGLUFunction(Function):
         xp.multiply(d, x[..., H:], out=gx[..., :H])
 
 
-def _rows(a):
+def _at_least_2d(a):
     """a with at least two axes (a view): in_row_blocks cuts the first."""
     return a if a.ndim > 1 else a[None]
 
