@@ -28,9 +28,7 @@ class CrossEntropy(Function):
             # loss.cu: the losses and softmax - one_hot(target) in one pass over the logits
             losses, self.kernel_grad = kernel_calls.cross_entropy_forward_backward_cuda(
                 logits, target, ignore_index)
-            self.count = (1 if reduction != "mean" else
-                          xp.maximum(valid.astype(logits.dtype).sum(), 1))
-            return losses if reduction == "none" else losses.sum() / self.count
+            return self._reduce(xp, losses, valid.astype(logits.dtype), weighted=False)
         safe = xp.where(valid, target, 0)
         # bounds: checked by F.cross_entropy (backend.check_index_bounds), without a sync
         logp = logits - row_maxes(logits)
@@ -43,13 +41,15 @@ class CrossEntropy(Function):
             losses = (1 - eps) * losses + (eps / V) * smooth * valid
         self.logp, self.safe, self.valid = logp, safe, valid
         self.wy, self.weight, self.eps = wy, weight, eps
-        # a device scalar on the GPU: no int() sync
-        # (all rows ignored without a weight: 0, not PyTorch's 0/0 = nan)
-        self.count = (1 if reduction != "mean" else wy.sum() if weight is not None
+        return self._reduce(xp, losses, wy, weighted=weight is not None)
+
+    def _reduce(self, xp, losses, wy, weighted):
+        """losses [N] as `reduction` asks; the mean divides by the rows' weights wy, summed
+        (a device scalar on the GPU: no int() sync; all rows ignored without a weight gives
+        0, not PyTorch's 0/0 = nan)."""
+        self.count = (1 if self.reduction != "mean" else wy.sum() if weighted
                       else xp.maximum(wy.sum(), 1))
-        if reduction == "none":
-            return losses
-        return losses.sum() / self.count
+        return losses if self.reduction == "none" else losses.sum() / self.count
 
     def backward(self, grad):
         if self.kernel_grad is not None:             # the kernel's gradient, 0 on ignored rows
